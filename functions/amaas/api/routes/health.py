@@ -1,0 +1,33 @@
+"""GET /v1/health and GET /v1/model"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from amaas.api.deps import get_classifier
+from amaas.api.schemas import ErrorResponse, HealthResponse, ModelIdentity
+from amaas.model import ImageClassifier
+
+router = APIRouter(tags=["model"])
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "model_unavailable"}}
+
+
+@router.get("/v1/health", responses=_UNAVAILABLE)
+def health(classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> HealthResponse:
+    """200 once the model is loaded and verified; 503 with the reason otherwise."""
+    manifest = classifier.manifest
+    return HealthResponse(
+        model=ModelIdentity(name=manifest.name, version=manifest.version, sha256=manifest.model_sha256)
+    )
+
+
+@router.get("/v1/model", responses=_UNAVAILABLE)
+def model(classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> dict[str, Any]:
+    """The served model's manifest: labels, input, preprocessing, metrics, provenance."""
+    manifest = classifier.manifest
+    document = manifest.to_dict(include_files=False)
+    document["model"]["sha256"] = manifest.model_sha256
+    return document

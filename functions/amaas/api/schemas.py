@@ -1,0 +1,38 @@
+"""Response bodies, as pydantic models so the OpenAPI schema documents them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class ModelIdentity(ModelRef):
+    sha256: str = Field(description="sha256 of the served model.onnx")
+
+
+class Prediction(BaseModel):
+    label: str
+    index: int = Field(description="output index of the class")
+    score: float = Field(description="softmax probability, 0..1")
+
+
+class ClassifyResponse(BaseModel):
+    model: ModelRef
+    predictions: list[Prediction] = Field(description="top_k classes, most probable first")
+    inference_ms: float = Field(description="time spent in ONNX Runtime")
+    preprocess_ms: float = Field(description="time spent decoding and preprocessing the image")
+
+
+class HealthResponse(BaseModel):
+    status: str = "ok"
+    model: ModelIdentity
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="stable machine-readable code, such as invalid_image")
+    message: str = Field(description="what went wrong, safe to show to a user")
+    request_id: str

@@ -1,0 +1,78 @@
+"""Every error a client can see. Each class carries its HTTP status and a stable code; the API maps them in
+one place (``amaas.api.app``). Messages must be safe to show: no paths, class names or stack traces.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class AmaasError(Exception):
+    """Base class. HTTP servers should return HTTP_500."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidImageError(AmaasError):
+    """The body is not a decodable image. HTTP servers should return HTTP_400."""
+
+    status = 400
+    code = "invalid_image"
+
+
+class InvalidRequestError(AmaasError):
+    """The body is malformed (bad JSON, bad base64, missing field). HTTP servers should return HTTP_400."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class NotFoundError(AmaasError):
+    """No such route. HTTP servers should return HTTP_404."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowedError(AmaasError):
+    """The route exists but not for this method. HTTP servers should return HTTP_405."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLargeError(AmaasError):
+    """The body or the decoded image exceeds a configured limit. HTTP servers should return HTTP_413."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(AmaasError):
+    """The Content-Type is not one the endpoint accepts. HTTP servers should return HTTP_415."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidParameterError(AmaasError):
+    """A query or body parameter is out of range or of the wrong type. HTTP servers should return HTTP_422."""
+
+    status = 422
+    code = "invalid_parameter"
+
+
+class ModelUnavailableError(AmaasError):
+    """The model artifact is missing, corrupt or failed to load. HTTP servers should return HTTP_503."""
+
+    status = 503
+    code = "model_unavailable"
+
+
+class ManifestError(ModelUnavailableError):
+    """The artifact's manifest is missing, unreadable, of an unknown schema, or disagrees with its files."""

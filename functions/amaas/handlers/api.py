@@ -1,0 +1,24 @@
+"""Lambda entry point of the HTTP API: ``amaas.handlers.api.handler``.
+
+The model is loaded here, at import, so it happens once per container and inside the init phase that
+SnapStart snapshots. A failed load is not fatal: the API answers 503 with the reason until it succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mangum import Mangum
+
+from amaas.api.app import create_app
+from amaas.errors import ModelUnavailableError
+
+logging.getLogger().setLevel(logging.INFO)
+
+app = create_app()
+try:
+    app.state.classifier.load()
+except ModelUnavailableError as exc:
+    logging.getLogger(__name__).error("model not loaded at init: %s", exc.message)
+
+handler = Mangum(app, lifespan="off")

@@ -1,0 +1,256 @@
+"""The artifact manifest: the single contract between the export pipeline and the serving runtime.
+
+An artifact is a directory holding ``model.onnx``, ``manifest.json`` and ``MODEL_CARD.md``. The export writes
+the manifest; serving reads the labels, the input spec and the preprocessing from it and nothing else, so a
+model can never be served with preprocessing that differs from the one it was evaluated with.
+
+The parts serving interprets are typed. The rest (metrics, provenance, library versions) is carried as plain
+JSON so the export can grow it without a schema bump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amaas.errors import ManifestError
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+CARD_FILE = "MODEL_CARD.md"
+
+LAYOUTS = ("NCHW", "NHWC")
+CHANNEL_ORDERS = ("RGB", "BGR")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (-1 for dynamic), element type and, for images, layout of a model input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    layout: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise ManifestError(f"unknown tensor layout {self.layout!r}; expected one of {LAYOUTS}")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image becomes the model's input tensor, torchvision's eval transform in data form.
+
+    Resize the shorter side to ``resize`` with ``interpolation``, centre-crop ``crop`` x ``crop``, scale to
+    [0, 1], subtract ``mean`` and divide by ``std`` per channel, in ``channel_order``.
+    """
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+    channel_order: str = "RGB"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.crop <= self.resize:
+            raise ManifestError(f"preprocessing needs 0 < crop <= resize, got crop={self.crop} resize={self.resize}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ManifestError("preprocessing mean and std need three values each, std > 0")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ManifestError(f"unknown interpolation {self.interpolation!r}; expected one of {INTERPOLATIONS}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ManifestError(f"unknown channel order {self.channel_order!r}; expected one of {CHANNEL_ORDERS}")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed ``manifest.json``.
+
+    Attributes:
+        name: Model name, chosen at export.
+        version: Model version; by default derived from the model file's hash, so it changes iff the model does.
+        architecture: The network, such as ``cifar-cnn`` or ``resnet18``.
+        labels: Class names in output-index order.
+        input: The model's image input.
+        output: The model's logits output.
+        preprocessing: The transform every input goes through, in export and serving alike.
+        files: sha256 and size of every file in the artifact except the manifest itself.
+        metrics: Measured figures such as ``metrics["int8"]["top1"]``; fractions, not percentages.
+        details: Everything else the export records: provenance, settings, library versions.
+    """
+
+    name: str
+    version: str
+    architecture: str
+    labels: tuple[str, ...]
+    input: TensorSpec
+    output: TensorSpec
+    preprocessing: Preprocessing
+    files: Mapping[str, FileEntry] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            raise ManifestError("manifest has no labels")
+        if self.output.shape and self.output.shape[-1] not in (-1, len(self.labels)):
+            raise ManifestError(
+                f"manifest lists {len(self.labels)} labels but the model outputs {self.output.shape[-1]} classes"
+            )
+
+    @property
+    def model_sha256(self) -> str:
+        entry = self.files.get(MODEL_FILE)
+        return entry.sha256 if entry else ""
+
+    def to_dict(self, *, include_files: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "model": {"name": self.name, "version": self.version, "architecture": self.architecture},
+            "labels": list(self.labels),
+            "input": _tensor_dict(self.input),
+            "output": _tensor_dict(self.output),
+            "preprocessing": {
+                "resize": self.preprocessing.resize,
+                "crop": self.preprocessing.crop,
+                "interpolation": self.preprocessing.interpolation,
+                "mean": list(self.preprocessing.mean),
+                "std": list(self.preprocessing.std),
+                "channel_order": self.preprocessing.channel_order,
+                "scale": 1 / 255,
+            },
+            "metrics": dict(self.metrics),
+            **dict(self.details),
+        }
+        if include_files:
+            data["files"] = {name: {"sha256": e.sha256, "bytes": e.bytes} for name, e in sorted(self.files.items())}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ManifestError(f"manifest schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        try:
+            model, prep = data["model"], data["preprocessing"]
+            known = {
+                "schema_version",
+                "model",
+                "labels",
+                "input",
+                "output",
+                "preprocessing",
+                "files",
+                "metrics",
+            }
+            return cls(
+                name=str(model["name"]),
+                version=str(model["version"]),
+                architecture=str(model["architecture"]),
+                labels=tuple(str(label) for label in data["labels"]),
+                input=_tensor_spec(data["input"]),
+                output=_tensor_spec(data["output"]),
+                preprocessing=Preprocessing(
+                    resize=int(prep["resize"]),
+                    crop=int(prep["crop"]),
+                    mean=_triple(prep["mean"]),
+                    std=_triple(prep["std"]),
+                    interpolation=str(prep.get("interpolation", "bilinear")),
+                    channel_order=str(prep.get("channel_order", "RGB")),
+                ),
+                files={
+                    str(name): FileEntry(sha256=str(e["sha256"]), bytes=int(e["bytes"]))
+                    for name, e in data.get("files", {}).items()
+                },
+                metrics=dict(data.get("metrics", {})),
+                details={k: v for k, v in data.items() if k not in known},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"manifest is malformed: {exc.__class__.__name__} on {exc}") from exc
+
+
+def _tensor_dict(spec: TensorSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype}
+    if spec.layout:
+        data["layout"] = spec.layout
+    return data
+
+
+def _tensor_spec(data: Mapping[str, Any]) -> TensorSpec:
+    layout = data.get("layout")
+    return TensorSpec(
+        name=str(data["name"]),
+        shape=tuple(int(d) for d in data["shape"]),
+        dtype=str(data["dtype"]),
+        layout=str(layout) if layout else None,
+    )
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in values)
+    return a, b, c
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entry(path: Path) -> FileEntry:
+    return FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    """Parses ``model_dir/manifest.json``.
+
+    Raises:
+        ManifestError: The file is missing, not JSON, or not a manifest this runtime understands.
+    """
+    path = model_dir / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ManifestError("no manifest.json in the model directory; export a model first") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"manifest.json is unreadable: {exc.__class__.__name__}") from exc
+    if not isinstance(data, dict):
+        raise ManifestError("manifest.json must hold a JSON object")
+    return Manifest.from_dict(data)
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> Path:
+    path = model_dir / MANIFEST_FILE
+    path.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def verify_files(model_dir: Path, manifest: Manifest) -> None:
+    """Checks that every file the manifest lists is present with the recorded size and sha256.
+
+    Raises:
+        ManifestError: A file is missing or differs; the message names the file, not the path.
+    """
+    if MODEL_FILE not in manifest.files:
+        raise ManifestError(f"manifest does not list {MODEL_FILE}")
+    for name, entry in manifest.files.items():
+        path = model_dir / name
+        if not path.is_file():
+            raise ManifestError(f"artifact file {name} is missing")
+        if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
+            raise ManifestError(f"artifact file {name} does not match its sha256 in the manifest")

@@ -1,0 +1,140 @@
+"""The served model: an ONNX Runtime session plus the manifest that says how to feed it.
+
+Lifecycle as in KServe's ``Model``: ``load()`` once per container, then ``preprocess()`` → ``predict()`` →
+``postprocess()`` per request, with a ``ready`` flag health checks read. The session is built once and
+shared by every request and thread (``InferenceSession.run`` is thread-safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amaas import preprocessing
+from amaas.errors import ModelUnavailableError
+from amaas.manifest import MODEL_FILE, Manifest, read_manifest, verify_files
+from amaas.postprocessing import Prediction, top_k
+
+logger = logging.getLogger(__name__)
+
+
+def create_session(path: Path, *, threads: int) -> Any:
+    """An ONNX Runtime CPU session with an explicit thread count (ORT's default is one per core, which on
+    Lambda means oversubscription when memory settings and vCPUs disagree)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Top-k predictions per image, in request order, and where the time went."""
+
+    predictions: list[list[Prediction]]
+    preprocess_ms: float
+    inference_ms: float
+
+
+class ImageClassifier:
+    """Args:
+    model_dir: The artifact directory (``model.onnx`` + ``manifest.json``).
+    threads: ONNX Runtime intra-op threads.
+    max_image_pixels: Decompression-bomb guard passed to the decoder.
+    """
+
+    def __init__(self, model_dir: Path, *, threads: int = 1, max_image_pixels: int = 40_000_000) -> None:
+        self.model_dir = model_dir
+        self.threads = threads
+        self.max_image_pixels = max_image_pixels
+        self._manifest: Manifest | None = None
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._session is not None
+
+    @property
+    def manifest(self) -> Manifest:
+        self.load()
+        assert self._manifest is not None
+        return self._manifest
+
+    def load(self) -> None:
+        """Reads and verifies the artifact, builds the session and runs one warm-up batch. Idempotent.
+
+        Raises:
+            ModelUnavailableError: The artifact is missing, fails its hash check, or ORT cannot load it.
+        """
+        if self.ready:
+            return
+        with self._lock:
+            if self.ready:
+                return
+            started = time.perf_counter()
+            manifest = read_manifest(self.model_dir)
+            verify_files(self.model_dir, manifest)
+            try:
+                session = create_session(self.model_dir / MODEL_FILE, threads=self.threads)
+            except Exception as exc:
+                raise ModelUnavailableError("ONNX Runtime could not load the model file") from exc
+            _check_signature(session, manifest)
+            warm_up = np.zeros([max(d, 1) for d in manifest.input.shape], dtype=manifest.input.dtype)
+            session.run(None, {manifest.input.name: warm_up})
+            self._manifest, self._session = manifest, session
+            logger.info(
+                "model loaded",
+                extra={
+                    "model": manifest.name,
+                    "version": manifest.version,
+                    "seconds": time.perf_counter() - started,
+                },
+            )
+
+    def preprocess(self, images: Sequence[bytes]) -> np.ndarray:
+        """Encoded images to one float32 NCHW batch, following the manifest's preprocessing."""
+        decoded = [preprocessing.decode(data, max_pixels=self.max_image_pixels) for data in images]
+        return preprocessing.prepare(decoded, self.manifest.preprocessing)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        self.load()
+        logits: np.ndarray = self._session.run(None, {self.manifest.input.name: batch})[0]
+        return logits
+
+    def postprocess(self, logits: np.ndarray, k: int) -> list[list[Prediction]]:
+        return top_k(logits, self.manifest.labels, k)
+
+    def classify(self, images: Sequence[bytes], k: int) -> Classification:
+        started = time.perf_counter()
+        batch = self.preprocess(images)
+        decoded = time.perf_counter()
+        logits = self.predict(batch)
+        inferred = time.perf_counter()
+        return Classification(
+            predictions=self.postprocess(logits, k),
+            preprocess_ms=(decoded - started) * 1000,
+            inference_ms=(inferred - decoded) * 1000,
+        )
+
+
+def _check_signature(session: Any, manifest: Manifest) -> None:
+    """The manifest and the model file must agree on the input name and class count."""
+    inputs = [i.name for i in session.get_inputs()]
+    if inputs != [manifest.input.name]:
+        raise ModelUnavailableError(f"model inputs {inputs} do not match the manifest's {manifest.input.name!r}")
+    classes = session.get_outputs()[0].shape[-1]
+    if isinstance(classes, int) and classes != len(manifest.labels):
+        raise ModelUnavailableError(f"model outputs {classes} classes, manifest lists {len(manifest.labels)} labels")
