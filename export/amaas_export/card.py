@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from amaas.manifest import Manifest
+from amaas.manifest import PROVENANCE, Manifest
 
 
 def render_card(manifest: Manifest) -> str:
@@ -13,8 +13,10 @@ def render_card(manifest: Manifest) -> str:
     fp32, int8 = m["fp32"], m["int8"]
     details = manifest.details
     data, training, quant = details["data"], details["training"], details["quantization"]
+    provenance = details[PROVENANCE]
+    settings = provenance["export"]
     prep = manifest.preprocessing
-    synthetic = data["source"].startswith("synthetic")
+    synthetic = data["kind"] == "synthetic"
     lines = [
         f"# Model card: {manifest.name} (version {manifest.version})",
         "",
@@ -31,7 +33,7 @@ def render_card(manifest: Manifest) -> str:
         f"| INT8 ONNX (served) | {int8['top1']:.2%} | {_size(int8['bytes'])} | {int8['bytes'] / fp32['bytes']:.2f}x |",
         "",
         f"INT8 vs FP32: {m['top1_drop_points']:+.2f} points of top-1 lost (gate: at most "
-        f"{details['export']['max_accuracy_drop']:.2f}). ONNX Runtime vs torch max |logit difference|: "
+        f"{details['gates']['max_accuracy_drop_points']:.2f}). ONNX Runtime vs torch max |logit difference|: "
         f"{m['parity_max_abs_diff']:.1e}.",
         "",
         "## Model",
@@ -50,9 +52,9 @@ def render_card(manifest: Manifest) -> str:
         "",
         "## Training data",
         "",
-        f"- Source: `{data['source']}`, {data['train_images']} training images, {data['held_out_images']} held out",
+        f"- Source: `{settings['data']}`, {data['train_images']} training images, {data['held_out_images']} held out",
         f"- Training: {training['epochs']} epochs"
-        + (f" from weights `{training['initial_weights']}`" if training["initial_weights"] else " from scratch")
+        + (_weights(provenance["weights"]) if training["from_weights"] else " from scratch")
         + f", {training['seconds']:.0f} s on CPU",
         "",
         "## Quantization",
@@ -75,7 +77,7 @@ def render_card(manifest: Manifest) -> str:
         "## Reproduce",
         "",
         "```",
-        _command(details["export"]),
+        _command(settings),
         "```",
         "",
         "Library versions: " + ", ".join(f"{k} {v}" for k, v in sorted(details["libraries"].items())) + ".",
@@ -84,12 +86,16 @@ def render_card(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
+def _weights(weights: dict[str, str]) -> str:
+    return f" from weights `{weights['path']}` (sha256 {weights['sha256'][:12]})"
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 def _command(config: dict[str, Any]) -> str:
-    flags = {"arch": "--arch", "data": "--data", "out": "--out", "epochs": "--epochs", "weights": "--weights"}
+    flags = {"arch": "--arch", "data": "--data", "epochs": "--epochs", "weights": "--weights"}
     flags |= {"seed": "--seed", "image_size": "--image-size", "max_accuracy_drop": "--max-accuracy-drop"}
     parts = ["amaas", "export"]
     for key, flag in flags.items():

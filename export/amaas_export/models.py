@@ -35,7 +35,8 @@ class CifarCNN(nn.Module):
         x = torch.flatten(x, 1)
         x = torch.relu(self.fc1(x))
         x = torch.relu(self.fc2(x))
-        return self.fc3(x)
+        logits: torch.Tensor = self.fc3(x)
+        return logits
 
 
 def available_architectures() -> list[str]:

@@ -22,6 +22,7 @@ from amaas.manifest import (
     CARD_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
+    PROVENANCE,
     Manifest,
     Preprocessing,
     TensorSpec,
@@ -132,18 +133,22 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = print) -> Expo
             details={
                 "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
                 "data": {
-                    "source": dataset.source,
+                    "kind": config.data.partition(":")[0],
                     "train_images": len(dataset.train),
                     "held_out_images": len(dataset.test),
                 },
                 "training": {
                     "epochs": config.train_epochs,
-                    "initial_weights": str(config.weights) if config.weights else None,
+                    "from_weights": config.weights is not None,
                     "seconds": round(train_seconds, 1),
                 },
                 "quantization": quant.__dict__,
-                "export": config.to_dict(),
+                "gates": {
+                    "max_accuracy_drop_points": config.max_accuracy_drop,
+                    "parity_tolerance": config.parity_tolerance,
+                },
                 "libraries": _library_versions(),
+                PROVENANCE: _provenance(config),
             },
         )
         (staging / CARD_FILE).write_text(render_card(manifest), encoding="utf-8")
@@ -166,6 +171,13 @@ def _replace(out: Path, staging: Path, work: Path) -> None:
     if out.exists():
         out.rename(work / "previous")
     staging.rename(out)
+
+
+def _provenance(config: ExportConfig) -> dict[str, Any]:
+    """How to re-run this export: local paths and settings, for the model card and for people, not clients."""
+    settings = {k: v for k, v in config.to_dict().items() if k != "out"}
+    weights = {"path": str(config.weights), "sha256": sha256_file(config.weights)} if config.weights else None
+    return {"export": settings, "weights": weights}
 
 
 def _library_versions() -> dict[str, Any]:

@@ -73,7 +73,7 @@ def train(
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             schedule.step()
             total_loss += loss.item() * len(y)

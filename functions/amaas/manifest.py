@@ -23,6 +23,9 @@ SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 CARD_FILE = "MODEL_CARD.md"
+# Manifest key for what the exporting machine did (local paths, settings): written for the model card and
+# re-runs, never returned to API clients.
+PROVENANCE = "provenance"
 
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -115,6 +118,13 @@ class Manifest:
     def model_sha256(self) -> str:
         entry = self.files.get(MODEL_FILE)
         return entry.sha256 if entry else ""
+
+    def public_dict(self) -> dict[str, Any]:
+        """What API clients may see: the manifest without file names and without provenance."""
+        data = self.to_dict(include_files=False)
+        data.pop(PROVENANCE, None)
+        data["model"]["sha256"] = self.model_sha256
+        return data
 
     def to_dict(self, *, include_files: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -80,9 +80,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def resize_and_crop(image: Image.Image, prep: Preprocessing) -> np.ndarray:
     """Shorter side to ``prep.resize``, centre crop ``prep.crop``; returns uint8 HWC RGB pixels."""
     width, height = image.size
-    if min(width, height) != prep.resize:
-        scale = prep.resize / min(width, height)
-        size = (max(prep.resize, round(width * scale)), max(prep.resize, round(height * scale)))
+    short, long = min(width, height), max(width, height)
+    if short != prep.resize:
+        # torchvision truncates the long side (int, not round); matching it keeps pretrained weights exact
+        new_long = int(prep.resize * long / short)
+        size = (prep.resize, new_long) if width <= height else (new_long, prep.resize)
         image = image.resize(size, _RESAMPLING[prep.interpolation])
         width, height = image.size
     left = round((width - prep.crop) / 2.0)

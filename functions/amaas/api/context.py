@@ -68,7 +68,7 @@ def _pick_request_id(scope: Scope) -> str:
     """The client's x-request-id if it is sane, else API Gateway's request id, else a new uuid."""
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER.encode():
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _CLIENT_ID.match(candidate):
                 return candidate
     event = scope.get("aws.event") or {}

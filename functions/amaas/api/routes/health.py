@@ -27,7 +27,4 @@ def health(classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> H
 @router.get("/v1/model", responses=_UNAVAILABLE)
 def model(classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> dict[str, Any]:
     """The served model's manifest: labels, input, preprocessing, metrics, provenance."""
-    manifest = classifier.manifest
-    document = manifest.to_dict(include_files=False)
-    document["model"]["sha256"] = manifest.model_sha256
-    return document
+    return classifier.manifest.public_dict()

@@ -1,0 +1,60 @@
+# The verbs people type. Each target installs what it needs into .venv first.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+PORT ?= 8000
+MODEL_DIR ?= dist/model
+
+# sam runs the layer Makefiles; they must find the venv's python (pip, amaas) first on PATH.
+export PATH := $(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: setup demo export build test lint format bench deploy clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[export,serve,dev]"
+	touch $@
+
+## demo: export the synthetic model, build the Lambda layers, serve it locally and classify samples
+demo: setup
+	@start=$$(date +%s); \
+	$(BIN)/amaas export --arch cifar-cnn --data synthetic --out $(MODEL_DIR) && \
+	$(MAKE) --no-print-directory build && \
+	echo "make demo: model exported and layers built in $$(( $$(date +%s) - start ))s; starting the local server" && \
+	$(BIN)/amaas demo --model-dir $(MODEL_DIR) --port $(PORT)
+
+export: setup
+	$(BIN)/amaas export --arch cifar-cnn --data synthetic --out $(MODEL_DIR)
+
+## build: sam build (function + model layer + runtime layer), then check sizes against Lambda's limits
+build: setup
+	AMAAS_ARTIFACT=$(abspath $(MODEL_DIR)) $(BIN)/sam build
+	$(BIN)/python layers/sizes.py .aws-sam/build
+
+## test: lint, then the whole suite (unit, functional, infra)
+test: setup lint
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python tests/bench/bench_serving.py
+
+deploy: build
+	$(BIN)/sam deploy --guided
+
+clean:
+	rm -rf .aws-sam dist .pytest_cache .mypy_cache .ruff_cache

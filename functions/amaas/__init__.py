@@ -1,0 +1,1 @@
+"""AMaaS serving runtime: the code that ships to Lambda (and runs `amaas serve` locally). No torch here."""

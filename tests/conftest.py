@@ -1,0 +1,54 @@
+"""Session fixtures shared across the suite: a real model artifact built by the project's own export code,
+and the Lambda build of the template."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+# Small enough to train in ~20 s on 2 cores, good enough (~88% held-out top-1) that its predictions mean
+# something. tests/events/ images were picked so that this model classifies them clearly.
+FIXTURE_EXPORT = {"arch": "cifar-cnn", "data": "synthetic:12000", "epochs": 12, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model artifact directory (model.onnx, manifest.json, MODEL_CARD.md) from `amaas export`."""
+    from amaas_export.config import ExportConfig
+    from amaas_export.pipeline import run_export
+
+    out = tmp_path_factory.mktemp("export") / "model"
+    run_export(ExportConfig(out=out, **FIXTURE_EXPORT), log=lambda line: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sam_build(tmp_path_factory: pytest.TempPathFactory, artifact: Path) -> Path:
+    """`sam build` of template.yaml with the fixture artifact in the model layer; returns the build dir."""
+    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    env = {
+        **os.environ,
+        "AMAAS_ARTIFACT": str(artifact),
+        "SAM_CLI_TELEMETRY": "0",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    sam = shutil.which("sam", path=env["PATH"])
+    assert sam, "sam is not installed (pip install -e '.[dev]')"
+    result = subprocess.run(
+        [sam, "build", "--template-file", "template.yaml", "--build-dir", str(build_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, f"sam build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return build_dir

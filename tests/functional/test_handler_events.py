@@ -1,0 +1,157 @@
+"""The real Lambda handler called with the API Gateway events under tests/events/ (the files `sam local invoke
+-e` takes), answering from a model the project's own export built."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from amaas.manifest import read_manifest
+from amaas.model import ImageClassifier
+from tests.events.generate import REQUEST_ID
+from tests.functional.conftest import Invoke
+from tests.helpers import encode_image, event_image, load_event
+
+
+def body(response: dict[str, Any]) -> dict[str, Any]:
+    assert response["isBase64Encoded"] is False
+    assert response["headers"]["content-type"] == "application/json"
+    parsed: dict[str, Any] = json.loads(response["body"])
+    return parsed
+
+
+@pytest.mark.parametrize(
+    ("event_name", "label", "top_k"),
+    [("classify_png", "star", 3), ("classify_jpeg", "heart", 5), ("classify_json", "ring", 2)],
+)
+def test_classify_events_return_the_right_label(
+    invoke: Invoke, artifact: Path, event_name: str, label: str, top_k: int
+) -> None:
+    response = invoke(load_event(event_name))
+
+    assert response["statusCode"] == 200
+    result = body(response)
+    manifest = read_manifest(artifact)
+    assert result["model"] == {"name": manifest.name, "version": manifest.version}
+    predictions = result["predictions"]
+    assert len(predictions) == top_k
+    assert predictions[0]["label"] == label
+    assert predictions[0]["index"] == manifest.labels.index(label)
+    scores = [p["score"] for p in predictions]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
+    assert result["inference_ms"] > 0
+
+
+def test_handler_scores_equal_a_direct_onnx_runtime_run(invoke: Invoke, artifact: Path) -> None:
+    # GIVEN the image inside the PNG event, classified straight through the runtime's model wrapper
+    event = load_event("classify_png")
+    direct = ImageClassifier(artifact).classify([event_image(event)], 3).predictions[0]
+
+    # WHEN the same bytes go through API Gateway encoding, Mangum and FastAPI
+    served = body(invoke(event))["predictions"]
+
+    # THEN nothing on the way changed the pixels: same classes, same scores
+    assert [p["label"] for p in served] == [p.label for p in direct]
+    np.testing.assert_allclose([p["score"] for p in served], [p.score for p in direct], rtol=1e-6)
+
+
+def test_held_out_images_through_the_handler_match_the_exported_accuracy(invoke: Invoke, artifact: Path) -> None:
+    from amaas_export.data import synthetic
+
+    held_out = synthetic.generate(100, seed=0, split="test")
+    event = load_event("classify_png")
+    correct = 0
+    for pixels, label in zip(held_out.images, held_out.labels, strict=True):
+        event["body"] = base64.b64encode(encode_image(Image.fromarray(pixels))).decode()
+        top = body(invoke(event))["predictions"][0]
+        correct += top["index"] == label
+
+    exported = read_manifest(artifact).metrics["int8"]["top1"]
+    assert correct / 100 == pytest.approx(exported, abs=0.08)
+    assert correct >= 70
+
+
+def test_request_id_comes_from_api_gateway_or_the_client(invoke: Invoke) -> None:
+    assert invoke(load_event("classify_png"))["headers"]["x-request-id"] == REQUEST_ID
+    assert invoke(load_event("classify_json"))["headers"]["x-request-id"] == "client-chosen-id-42"
+
+
+def test_health_reports_the_loaded_model_and_its_hash(invoke: Invoke, artifact: Path) -> None:
+    response = invoke(load_event("health"))
+
+    manifest = read_manifest(artifact)
+    assert response["statusCode"] == 200
+    assert body(response) == {
+        "status": "ok",
+        "model": {"name": manifest.name, "version": manifest.version, "sha256": manifest.model_sha256},
+    }
+
+
+def test_model_route_serves_the_manifest_without_file_paths(invoke: Invoke, artifact: Path) -> None:
+    document = body(invoke(load_event("model")))
+
+    assert document["labels"] == list(read_manifest(artifact).labels)
+    assert document["preprocessing"]["crop"] == 32
+    assert 0.7 < document["metrics"]["int8"]["top1"] <= 1
+    assert "files" not in document
+    assert str(artifact) not in json.dumps(document)
+
+
+@pytest.mark.parametrize(
+    ("event_name", "status", "code"),
+    [
+        ("classify_unsupported_media", 415, "unsupported_media_type"),
+        ("classify_corrupt", 400, "invalid_image"),
+        ("classify_bad_top_k", 422, "invalid_parameter"),
+    ],
+)
+def test_bad_requests_get_a_json_error_with_a_stable_code(
+    invoke: Invoke, event_name: str, status: int, code: str
+) -> None:
+    response = invoke(load_event(event_name))
+
+    assert response["statusCode"] == status
+    error = body(response)
+    assert error["error"] == code
+    assert error["request_id"] == REQUEST_ID
+    assert not re.search(r"Traceback|\.py\b|(^|[\s'\"])/\w", error["message"]), "no stack traces or paths"
+
+
+def test_body_over_the_limit_is_413(invoke: Invoke) -> None:
+    event = load_event("classify_png")
+    event["body"] = base64.b64encode(b"\xff" * 4_600_000).decode()
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 413
+    assert body(response)["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/v1/nothing-here", 404), ("DELETE", "/v1/classify", 405)]
+)
+def test_unknown_routes_and_methods(invoke: Invoke, method: str, path: str, status: int) -> None:
+    event = load_event("health")
+    event.update(httpMethod=method, path=path)
+
+    response = invoke(event)
+
+    assert response["statusCode"] == status
+    assert set(body(response)) == {"error", "message", "request_id"}
+
+
+def test_json_body_with_bad_base64_or_shape_is_400(invoke: Invoke) -> None:
+    event = load_event("classify_json")
+    for payload, fragment in [('{"image": "***"}', "base64"), ('{"picture": "x"}', '{"image"'), ("[1, 2", "JSON")]:
+        event["body"] = payload
+        response = invoke(event)
+        assert response["statusCode"] == 400
+        assert body(response)["error"] == "invalid_request"
+        assert fragment in body(response)["message"]

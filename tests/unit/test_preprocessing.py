@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from amaas.errors import InvalidImageError, PayloadTooLargeError
+from amaas.manifest import Preprocessing
+from amaas.preprocessing import decode, normalize, prepare, resize_and_crop, to_rgb
+
+PREP = Preprocessing(resize=32, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height but that carries almost no pixel data (a bomb's shape)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP"])
+def test_decodes_every_supported_format_to_rgb(fmt: str) -> None:
+    image = Image.new("RGB", (40, 30), (200, 30, 30))
+
+    decoded = decode(encode(image, fmt), max_pixels=10_000)
+
+    assert decoded.mode == "RGB"
+    assert decoded.size == (40, 30)
+    red, green, _ = decoded.getpixel((20, 15))
+    assert red > 150 > green
+
+
+def test_refuses_formats_outside_the_allow_list() -> None:
+    tiff = encode(Image.new("RGB", (8, 8)), "TIFF")
+
+    with pytest.raises(InvalidImageError, match="supported formats are JPEG, PNG"):
+        decode(tiff, max_pixels=10_000)
+
+
+NOISE = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not an image at all", encode(NOISE, "PNG")[:2000], encode(NOISE, "JPEG")[:1500]],
+    ids=["empty", "text", "truncated-png", "truncated-jpeg"],
+)
+def test_garbage_empty_and_truncated_bodies_are_invalid_images(data: bytes) -> None:
+    with pytest.raises(InvalidImageError):
+        decode(data, max_pixels=10_000)
+
+
+@pytest.mark.parametrize(("width", "height"), [(10_000, 5_000), (50_000, 50_000)])
+def test_oversized_image_is_refused_from_its_header_before_decoding(width: int, height: int) -> None:
+    # GIVEN a PNG that claims 50 MP (or 2.5 GP, 7.5 GB decoded) in a few dozen bytes
+    bomb = png_header_only(width, height)
+
+    # WHEN it is decoded THEN it is refused as too large, not decompressed
+    with pytest.raises(PayloadTooLargeError, match="limit"):
+        decode(bomb, max_pixels=40_000_000)
+
+
+def test_too_large_message_gives_the_dimensions() -> None:
+    with pytest.raises(PayloadTooLargeError, match="10000x5000 = 50000000 pixels; the limit is 40000000"):
+        decode(png_header_only(10_000, 5_000), max_pixels=40_000_000)
+
+
+def test_pixel_limit_is_configurable() -> None:
+    with pytest.raises(PayloadTooLargeError):
+        decode(encode(Image.new("RGB", (20, 20)), "PNG"), max_pixels=399)
+
+
+def test_transparent_pixels_become_white_not_black() -> None:
+    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+
+    assert to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_greyscale_palette_and_16_bit_images_convert() -> None:
+    grey = to_rgb(Image.new("L", (2, 2), 100))
+    palette = to_rgb(Image.new("RGB", (2, 2), (10, 200, 30)).convert("P"))
+    deep = to_rgb(Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)))
+
+    assert grey.getpixel((0, 0)) == (100, 100, 100)
+    assert palette.getpixel((0, 0))[1] > 150
+    assert deep.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_cmyk_jpeg_converts_to_rgb() -> None:
+    cmyk = Image.new("CMYK", (8, 8), (0, 255, 255, 0))  # pure red in CMYK
+
+    decoded = decode(encode(cmyk, "JPEG"), max_pixels=10_000)
+
+    red, green, blue = decoded.getpixel((4, 4))
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_exif_orientation_is_applied() -> None:
+    # GIVEN a 40x20 JPEG whose EXIF says "rotate 90 degrees" (orientation 6)
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    exif = image.getexif()
+    exif[0x0112] = 6
+
+    decoded = decode(encode(image, "JPEG", exif=exif.tobytes()), max_pixels=10_000)
+
+    # THEN the decoded image is upright, 20x40
+    assert decoded.size == (20, 40)
+
+
+def test_resize_and_crop_match_torchvision_eval_transform() -> None:
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (70, 110, 3), dtype=np.uint8))
+    prep = Preprocessing(resize=40, crop=32, mean=(0, 0, 0), std=(1, 1, 1))
+    reference = transforms.Compose([transforms.Resize(40), transforms.CenterCrop(32)])
+
+    ours = resize_and_crop(image, prep)
+
+    assert ours.shape == (32, 32, 3)
+    np.testing.assert_array_equal(ours, np.asarray(reference(image)))
+
+
+def test_normalize_scales_subtracts_divides_and_transposes() -> None:
+    pixels = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    pixels[..., 0] = 255
+
+    tensor = normalize(pixels, PREP)
+
+    assert tensor.shape == (2, 3, 4, 4)
+    assert tensor.dtype == np.float32
+    np.testing.assert_allclose(tensor[:, 0], (1.0 - 0.5) / 0.25)
+    np.testing.assert_allclose(tensor[:, 1:], (0.0 - 0.5) / 0.25)
+
+
+def test_bgr_models_get_channels_reversed() -> None:
+    pixels = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    pixels[..., 0] = 255
+    bgr = Preprocessing(resize=2, crop=2, mean=(0, 0, 0), std=(1, 1, 1), channel_order="BGR")
+
+    tensor = normalize(pixels, bgr)
+
+    np.testing.assert_allclose(tensor[0, 2], 1.0)
+    np.testing.assert_allclose(tensor[0, 0], 0.0)
+
+
+def test_prepare_batches_images_of_different_sizes() -> None:
+    images = [Image.new("RGB", (32, 32)), Image.new("RGB", (100, 60)), Image.new("RGB", (17, 90))]
+
+    batch = prepare(images, PREP)
+
+    assert batch.shape == (3, 3, 32, 32)
