@@ -45,8 +45,22 @@ def export_fp32(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
             external_data=False,
             dynamo=True,
         )
+    _strip_debug_metadata(path)
     onnx.checker.check_model(str(path), full_check=True)
     return path
+
+
+def _strip_debug_metadata(path: Path) -> None:
+    """Drops the exporter's per-node debug records: they embed Python stack traces with the exporting
+    machine's absolute paths, which would leak into the deployed file and make its sha256 (hence the model
+    version) depend on where the repository was checked out."""
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for value in (*model.graph.input, *model.graph.output, *model.graph.value_info, *model.graph.initializer):
+        del value.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 def check_parity(path: Path, model: nn.Module, batch: np.ndarray, tolerance: float) -> float:

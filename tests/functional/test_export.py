@@ -17,7 +17,7 @@ from amaas_export import pipeline
 from amaas_export.data import ImageSet
 from amaas_export.data import synthetic as synthetic_data
 from amaas_export.models import build_model
-from tests.helpers import encode_image
+from tests.helpers import REPO, encode_image
 
 TINY = ["--data", "synthetic:1000", "--epochs", "2"]
 
@@ -214,3 +214,18 @@ def test_out_that_is_not_an_artifact_is_never_replaced(tmp_path: Path, capsys: p
     assert code == 1
     assert "refusing to replace" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_model_file_carries_no_local_paths(artifact: Path) -> None:
+    blob = (artifact / MODEL_FILE).read_bytes()
+
+    assert str(REPO).encode() not in blob
+    assert b'File "' not in blob and b"site-packages" not in blob and b"models.py" not in blob
+
+
+def test_same_settings_give_the_same_model_bytes(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert main(["export", *TINY, "--out", str(tmp_path / name)]) == 0
+
+    assert sha256_file(tmp_path / "a" / MODEL_FILE) == sha256_file(tmp_path / "b" / MODEL_FILE)
+    assert read_manifest(tmp_path / "a").version == read_manifest(tmp_path / "b").version

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
 
-from amaas.api.deps import get_classifier, get_settings
+from amaas.api.deps import get_classifier, get_settings, run_blocking
 from amaas.api.inputs import CLASSIFY_REQUEST_BODY, read_image
 from amaas.api.responses import ERRORS
 from amaas.api.schemas import ClassifyResponse, ModelRef, Prediction
@@ -30,7 +29,7 @@ async def classify(
 ) -> ClassifyResponse:
     """Classify one image, sent as the raw body (image/* or octet-stream) or as JSON {"image": "<base64>"}."""
     image = await read_image(request, settings.max_body_bytes)
-    result = await run_in_threadpool(classifier.classify, [image], top_k or settings.default_top_k)
+    result = await run_blocking(request, classifier.classify, [image], top_k or settings.default_top_k)
     manifest = classifier.manifest
     return ClassifyResponse(
         model=ModelRef(name=manifest.name, version=manifest.version),

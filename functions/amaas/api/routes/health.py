@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from amaas.api.deps import get_classifier
+from amaas.api.deps import get_classifier, run_blocking
 from amaas.api.schemas import ErrorResponse, HealthResponse, ModelIdentity
 from amaas.model import ImageClassifier
 
@@ -16,8 +16,9 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "
 
 
 @router.get("/v1/health", responses=_UNAVAILABLE)
-def health(classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> HealthResponse:
+async def health(request: Request, classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> HealthResponse:
     """200 once the model is loaded and verified; 503 with the reason otherwise."""
+    await run_blocking(request, classifier.load)
     manifest = classifier.manifest
     return HealthResponse(
         model=ModelIdentity(name=manifest.name, version=manifest.version, sha256=manifest.model_sha256)
@@ -25,6 +26,7 @@ def health(classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> H
 
 
 @router.get("/v1/model", responses=_UNAVAILABLE)
-def model(classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> dict[str, Any]:
-    """The served model's manifest: labels, input, preprocessing, metrics, provenance."""
+async def model(request: Request, classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> dict[str, Any]:
+    """The served model's manifest: labels, input, preprocessing and metrics."""
+    await run_blocking(request, classifier.load)
     return classifier.manifest.public_dict()
