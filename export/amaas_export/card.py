@@ -32,7 +32,7 @@ def render_card(manifest: Manifest) -> str:
         f"| FP32 ONNX | {fp32['top1']:.2%} | {_size(fp32['bytes'])} | 1.00x |",
         f"| INT8 ONNX (served) | {int8['top1']:.2%} | {_size(int8['bytes'])} | {int8['bytes'] / fp32['bytes']:.2f}x |",
         "",
-        f"INT8 vs FP32: {m['top1_drop_points']:+.2f} points of top-1 lost (gate: at most "
+        f"INT8 vs FP32 top-1: {-m['top1_drop_points']:+.2f} points (gate: a drop of at most "
         f"{details['gates']['max_accuracy_drop_points']:.2f}). ONNX Runtime vs torch max |logit difference|: "
         f"{m['parity_max_abs_diff']:.1e}.",
         "",
@@ -61,7 +61,7 @@ def render_card(manifest: Manifest) -> str:
         "",
         f"Static INT8 with ONNX Runtime: {quant['format']} format, {quant['calibration_method']} calibration on "
         f"{quant['calibration_samples']} training images, activations {quant['activation_type']}, weights "
-        f"{quant['weight_type']}{' per channel' if quant['per_channel'] else ''}.",
+        f"{quant['weight_type']}{' per channel' if quant['per_channel'] else ''}." + _float_nodes(quant["float_nodes"]),
         "",
         "## Intended use and limitations",
         "",
@@ -84,6 +84,12 @@ def render_card(manifest: Manifest) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _float_nodes(nodes: list[str]) -> str:
+    if not nodes:
+        return ""
+    return f" Kept in float: {', '.join(f'`{n}`' for n in nodes)}, the layer producing the logits."
 
 
 def _weights(weights: dict[str, str]) -> str:

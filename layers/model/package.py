@@ -15,7 +15,7 @@ from amaas.errors import ManifestError
 from amaas.manifest import MANIFEST_FILE, read_manifest, verify_files
 
 
-def package(artifact: Path, target: Path) -> int:
+def package(artifact: Path, target: Path) -> None:
     manifest = read_manifest(artifact)
     verify_files(artifact, manifest)
     if target.exists():
@@ -25,7 +25,6 @@ def package(artifact: Path, target: Path) -> int:
         shutil.copy2(artifact / name, target / name)
     total = sum(p.stat().st_size for p in target.iterdir())
     print(f"model layer: {manifest.name} {manifest.version}, {len(manifest.files) + 1} files, {total / 1e6:.2f} MB")
-    return total
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from mangum import Mangum
 from amaas.api.app import create_app
 from amaas.errors import ModelUnavailableError
 
-logging.getLogger().setLevel(logging.INFO)
+# Our access line (amaas.access) carries the request id, status and latency; Mangum's own one is noise.
+logging.getLogger("mangum").setLevel(logging.WARNING)
 
 app = create_app()
 try:

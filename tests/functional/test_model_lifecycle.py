@@ -1,0 +1,63 @@
+"""The model is loaded once per container, and a missing model is a clear 503, not a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mangum import Mangum
+
+from amaas import model as model_module
+from amaas.api.app import create_app
+from amaas.settings import Settings
+from tests.helpers import LambdaContext, load_event
+
+
+def test_one_onnx_session_serves_every_request(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[Path] = []
+    real = model_module.create_session
+
+    def counting(path: Path, *, threads: int) -> Any:
+        created.append(path)
+        return real(path, threads=threads)
+
+    monkeypatch.setattr(model_module, "create_session", counting)
+    handler = Mangum(create_app(Settings(model_dir=artifact)), lifespan="off")
+
+    statuses = [
+        handler(load_event(name), LambdaContext())["statusCode"]
+        for name in ("classify_png", "classify_jpeg", "health", "classify_json")
+    ]
+
+    assert statuses == [200, 200, 200, 200]
+    assert len(created) == 1
+
+
+def test_missing_model_answers_503_with_the_reason(tmp_path: Path) -> None:
+    handler = Mangum(create_app(Settings(model_dir=tmp_path / "nothing")), lifespan="off")
+
+    for name in ("health", "classify_png"):
+        response = handler(load_event(name), LambdaContext())
+        body = json.loads(response["body"])
+        assert response["statusCode"] == 503
+        assert body["error"] == "model_unavailable"
+        assert "export a model first" in body["message"]
+        assert str(tmp_path) not in body["message"]
+
+
+def test_a_corrupted_model_file_is_refused_at_load(artifact: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "model"
+    broken.mkdir()
+    for item in artifact.iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    with (broken / "model.onnx").open("r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x00\x00\x00")
+    handler = Mangum(create_app(Settings(model_dir=broken)), lifespan="off")
+
+    response = handler(load_event("health"), LambdaContext())
+
+    assert response["statusCode"] == 503
+    assert "does not match its sha256" in json.loads(response["body"])["message"]
