@@ -8,67 +8,50 @@ from typing import Any
 from amaas.manifest import PROVENANCE, Manifest
 
 
-def render_card(manifest: Manifest) -> str:
-    m: dict[str, Any] = dict(manifest.metrics)
-    fp32, int8 = m["fp32"], m["int8"]
-    details = manifest.details
-    data, training, quant = details["data"], details["training"], details["quantization"]
-    provenance = details[PROVENANCE]
-    settings = provenance["export"]
-    prep = manifest.preprocessing
-    synthetic = data["kind"] == "synthetic"
+def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
+    details = dict(manifest.details)
+    metrics: dict[str, Any] = dict(manifest.metrics)
+    stages: list[dict[str, Any]] = details["stages"]
+    data, training = details["data"], details["training"]
+    settings = details[PROVENANCE]["export"]
+    served = metrics["served"]
     lines = [
         f"# Model card: {manifest.name} (version {manifest.version})",
         "",
         f"An image classifier over {len(manifest.labels)} classes, exported by `amaas export` on "
-        f"{details['created_at']} and quantized to INT8 for CPU serving on AWS Lambda.",
+        f"{details['created_at']}. It serves the **{served['stage']}** model: held-out top-1 "
+        f"{served['top1']:.2%}, {_size(served['bytes'])}.",
         "",
-        "## Accuracy and size",
+        "## Stages",
         "",
-        f"Held-out top-1 on {data['held_out_images']} images never used for training or calibration.",
+        f"Held-out top-1 on {data['held_out_images']} images never used for training or calibration. Latency is "
+        "ONNX Runtime p50 for one image on one thread, all stages timed round-robin in the same run.",
         "",
-        "| Stage | Held-out top-1 | File size | Size vs FP32 |",
-        "| --- | ---: | ---: | ---: |",
-        f"| FP32 ONNX | {fp32['top1']:.2%} | {_size(fp32['bytes'])} | 1.00x |",
-        f"| INT8 ONNX (served) | {int8['top1']:.2%} | {_size(int8['bytes'])} | {int8['bytes'] / fp32['bytes']:.2f}x |",
+        "| Stage | Held-out top-1 | File size | Parameters | MACs | Latency p50 | Size vs FP32 | Latency vs FP32 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    base = stages[0]
+    for stage in stages:
+        lines.append(
+            f"| {stage['name']} | {stage['top1']:.2%} | {_size(stage['bytes'])} | {stage['params'] / 1e6:.3f} M | "
+            f"{stage['macs'] / 1e6:.1f} M | {stage['latency_ms']:.3f} ms | {stage['bytes'] / base['bytes']:.2f}x | "
+            f"{stage['latency_ms'] / base['latency_ms']:.2f}x |"
+        )
+    lines += [
         "",
-        f"INT8 vs FP32 top-1: {-m['top1_drop_points']:+.2f} points (gate: a drop of at most "
-        f"{details['gates']['max_accuracy_drop_points']:.2f}). ONNX Runtime vs torch max |logit difference|: "
-        f"{m['parity_max_abs_diff']:.1e}.",
+        f"![accuracy against latency per stage]({chart})",
         "",
-        "## Model",
-        "",
-        f"- Architecture: `{manifest.architecture}`",
-        f"- Input: `{manifest.input.name}`, {manifest.input.dtype} {list(manifest.input.shape)} "
-        f"({manifest.input.layout}; -1 is the batch)",
-        f"- Output: `{manifest.output.name}`, {manifest.output.dtype} logits {list(manifest.output.shape)}",
-        f"- Labels: {', '.join(f'`{label}`' for label in manifest.labels)}",
-        "",
-        "## Preprocessing (applied by the server; send plain images)",
-        "",
-        f"Convert to {prep.channel_order}, resize the shorter side to {prep.resize} ({prep.interpolation}), "
-        f"centre-crop {prep.crop}x{prep.crop}, scale to [0, 1], normalise with mean "
-        f"{list(prep.mean)} and std {list(prep.std)}.",
-        "",
-        "## Training data",
-        "",
-        f"- Source: `{settings['data']}`, {data['train_images']} training images, {data['held_out_images']} held out",
-        f"- Training: {training['epochs']} epochs"
-        + (_weights(provenance["weights"]) if training["from_weights"] else " from scratch")
-        + f", {training['seconds']:.0f} s on CPU",
-        "",
-        "## Quantization",
-        "",
-        f"Static INT8 with ONNX Runtime: {quant['format']} format, {quant['calibration_method']} calibration on "
-        f"{quant['calibration_samples']} training images, activations {quant['activation_type']}, weights "
-        f"{quant['weight_type']}{' per channel' if quant['per_channel'] else ''}." + _float_nodes(quant["float_nodes"]),
-        "",
+        *_gates(metrics, details),
+        *_quantization(details),
+    ]
+    lines += [*_serving(details), *_model(manifest), *_data(settings, data, training, details)]
+    lines += [
         "## Intended use and limitations",
         "",
         (
             "Built from the synthetic shapes dataset for demonstrations and tests. It knows ten drawn shapes on "
             "plain or gradient backgrounds and nothing else: every photograph will be forced into one of them."
-            if synthetic
+            if data["kind"] == "synthetic"
             else "Only as good as its training data: it assigns every input to one of its classes, including "
             "inputs unlike anything it was trained on. Check the held-out figures above against your own "
             "data before relying on it."
@@ -77,34 +60,165 @@ def render_card(manifest: Manifest) -> str:
         "## Reproduce",
         "",
         "```",
+        f"amaas export --config {config_file} --out <dir>",
         _command(settings),
         "```",
         "",
-        "Library versions: " + ", ".join(f"{k} {v}" for k, v in sorted(details["libraries"].items())) + ".",
+        "Library versions: " + ", ".join(f"{k} {v}" for k, v in sorted(details["libraries"].items()) if v) + ".",
         "",
     ]
     return "\n".join(lines)
 
 
-def _float_nodes(nodes: list[str]) -> str:
-    if not nodes:
-        return ""
-    return f" Kept in float: {', '.join(f'`{n}`' for n in nodes)}, the layer producing the logits."
+def _gates(metrics: dict[str, Any], details: dict[str, Any]) -> list[str]:
+    gates = details["gates"]
+    lines = ["## Gates", ""]
+    if metrics.get("parity_max_abs_diff") is not None:
+        lines.append(
+            f"- ONNX Runtime vs torch: max |logit difference| {metrics['parity_max_abs_diff']:.1e} "
+            f"(limit {gates['parity_tolerance']:.0e} + 1e-05 x max|logit|)"
+        )
+    if "prune_drop_points" in metrics:
+        lines.append(
+            f"- Pruned vs unpruned top-1: {_change(metrics['prune_drop_points'])} points "
+            f"(a drop of at most {gates['max_prune_drop_points']:.2f} allowed)"
+        )
+    if "top1_drop_points" in metrics:
+        lines.append(
+            f"- INT8 vs its float model top-1: {_change(metrics['top1_drop_points'])} points "
+            f"(a drop of at most {gates['max_accuracy_drop_points']:.2f} allowed)"
+        )
+    lines += [f"- Served file {_size(metrics['served']['bytes'])} (budget {gates['max_size_mb']:.0f} MB)", ""]
+    return lines
 
 
-def _weights(weights: dict[str, str]) -> str:
-    return f" from weights `{weights['path']}` (sha256 {weights['sha256'][:12]})"
+def _quantization(details: dict[str, Any]) -> list[str]:
+    quant = details["quantization"]
+    if quant["mode"] == "none":
+        return ["## Quantization", "", "Not quantized (`--quantize none`).", ""]
+    lines = ["## Quantization", ""]
+    if quant.get("chosen"):
+        kept = ", ".join(f"`{n}`" for n in quant["float_nodes"])
+        lines.append(
+            f"Static INT8 with ONNX Runtime: {quant['format']} format, {quant['chosen']} "
+            f"(calibration/granularity/activations+weights) on {quant['calibration_samples']} training images. "
+            f"Kept in float: {kept} (the logits layer, plus any asked for)."
+        )
+    else:
+        lines.append("**No INT8 candidate passed the accuracy gate: the float model ships.**")
+    if quant.get("candidates"):
+        lines += ["", "| Candidate | Held-out top-1 | Drop (points) | Latency p50 |", "| --- | ---: | ---: | ---: |"]
+        for c in quant["candidates"]:
+            chosen = " (chosen)" if c["settings"] == quant.get("chosen") else ""
+            lines.append(
+                f"| {c['settings']}{chosen} | {c['top1']:.2%} | {c['drop_points']:.2f} | {c['latency_ms']:.3f} ms |"
+            )
+    return [*lines, ""]
+
+
+def _serving(details: dict[str, Any]) -> list[str]:
+    optimization = details["optimization"]
+    fold = optimization["fold_normalization"]
+    lines = ["## Serving file", ""]
+    if "float_input_ms" in fold:
+        where = "folded into the graph (uint8 NHWC input)" if fold["applied"] else "done by the server"
+        lines.append(
+            f"- Normalisation {where}: "
+            f"normalize + run {fold['float_input_ms']:.3f} ms vs uint8 input {fold['uint8_input_ms']:.3f} ms "
+            f"(`--fold-normalization {fold['mode']}`)"
+        )
+    if "session_create_ms" in optimization:
+        create = optimization["session_create_ms"]
+        lines.append(
+            f"- ONNX Runtime `{optimization['offline_level']}` graph optimizations baked in: session creation "
+            f"{create['as_exported']:.1f} ms → {create['optimized']:.1f} ms"
+        )
+    return [*lines, ""]
+
+
+def _model(manifest: Manifest) -> list[str]:
+    prep = manifest.preprocessing
+    labels = ", ".join(f"`{label}`" for label in manifest.labels[:40])
+    more = f" and {len(manifest.labels) - 40} more" if len(manifest.labels) > 40 else ""
+    return [
+        "## Model",
+        "",
+        f"- Architecture: `{manifest.architecture}`",
+        f"- Input: `{manifest.input.name}`, {manifest.input.dtype} {list(manifest.input.shape)} "
+        f"({manifest.input.layout}; -1 is the batch)",
+        f"- Output: `{manifest.output.name}`, {manifest.output.dtype} logits {list(manifest.output.shape)}",
+        f"- Labels: {labels}{more}",
+        "",
+        "## Preprocessing (applied by the server; send plain images)",
+        "",
+        f"Convert to {prep.channel_order}, resize the shorter side to {prep.resize} ({prep.interpolation}), "
+        f"centre-crop {prep.crop}x{prep.crop}, scale to [0, 1], normalise with mean "
+        f"{list(prep.mean)} and std {list(prep.std)}.",
+        "",
+    ]
+
+
+def _data(
+    settings: dict[str, Any], data: dict[str, Any], training: dict[str, Any], details: dict[str, Any]
+) -> list[str]:
+    start = (
+        f"from torchvision's `{training['pretrained']}`"
+        if training.get("pretrained")
+        else "from the given weights"
+        if training["from_weights"]
+        else "from scratch"
+    )
+    lines = [
+        "## Training data",
+        "",
+        f"- Source: `{settings['data']}`, {data['train_images']} training images, {data['held_out_images']} held out",
+        f"- Training: {_epochs(training['epochs'])} {start}"
+        + (", backbone frozen" if training.get("frozen_backbone") else "")
+        + f", {training['seconds']:.0f} s on CPU",
+    ]
+    if details.get("pruning"):
+        pruning = details["pruning"]
+        lines.append(
+            f"- Pruning: {pruning['ratio']:.0%} of channels removed (torch-pruning, L2 magnitude), then "
+            f"{_epochs(pruning['finetune_epochs'])} of fine-tuning"
+        )
+    return [*lines, ""]
+
+
+def _change(drop: float) -> str:
+    """A drop as a signed change, without printing -0.00."""
+    return f"{-drop + 0.0:+.2f}"
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
 
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
-def _command(config: dict[str, Any]) -> str:
-    flags = {"arch": "--arch", "data": "--data", "epochs": "--epochs", "weights": "--weights"}
-    flags |= {"seed": "--seed", "image_size": "--image-size", "max_accuracy_drop": "--max-accuracy-drop"}
+def _command(settings: dict[str, Any]) -> str:
     parts = ["amaas", "export"]
-    for key, flag in flags.items():
-        if config.get(key) is not None:
-            parts += [flag, str(config[key])]
+    defaults = {"arch": "cifar-cnn", "data": "synthetic", "seed": 0, "quantize": "int8"}
+    for key in (
+        "from_onnx",
+        "labels_file",
+        "arch",
+        "data",
+        "weights",
+        "image_size",
+        "epochs",
+        "prune",
+        "quantize",
+        "seed",
+    ):
+        value = settings.get(key)
+        if (
+            value is None
+            or (value == 0.0 and key == "prune")
+            or (key in defaults and value == defaults[key] and key != "arch")
+        ):
+            continue
+        parts += [f"--{key.replace('_', '-').replace('labels-file', 'labels')}", str(value)]
     return shlex.join(parts)

@@ -1,82 +1,266 @@
-"""Export settings: one validated object built by the CLI (or a test) and passed to every pipeline step."""
+"""Export settings: one validated object, built by the CLI from flags and an optional TOML file (or by a test),
+passed to every pipeline step and recorded in the manifest so an export can be re-run exactly."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from amaas_export.errors import ConfigError
 
 DEFAULT_EPOCHS = 20
-DEFAULT_IMAGE_SIZE = 32
+CIFAR_CNN = "cifar-cnn"
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+QUANT_TYPES = ("uint8", "int8")
+QUANTIZE_MODES = ("int8", "auto", "none")
+FOLD_MODES = ("auto", "on", "off")
+OPTIMIZE_LEVELS = ("none", "basic", "extended")
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """How the float model becomes INT8 (static, QDQ, ONNX Runtime).
+
+    Attributes:
+        mode: ``int8`` quantizes with the settings below; ``auto`` tries a set of candidates and keeps the
+            fastest that passes the accuracy gate (FP32 ships if none does, unless ``require_int8``);
+            ``none`` ships the float model.
+        calibration: How activation ranges are picked from calibration data: minmax, entropy, percentile.
+        per_channel: One weight scale per output channel (else one per tensor).
+        activation_type, weight_type: uint8 or int8. ORT recommends uint8 activations with int8 weights on CPUs.
+        float_nodes: Node names kept in float, on top of the logits layer (always kept in float).
+        calibration_samples: Training images used for calibration.
+        require_int8: With ``auto``, fail instead of shipping FP32 when no candidate passes.
+    """
+
+    mode: str = "int8"
+    calibration: str = "minmax"
+    per_channel: bool = True
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    float_nodes: tuple[str, ...] = ()
+    calibration_samples: int = 512
+    require_int8: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("--quantize", self.mode, QUANTIZE_MODES)
+        _choice("--calibration", self.calibration, CALIBRATION_METHODS)
+        _choice("--activation-type", self.activation_type, QUANT_TYPES)
+        _choice("--weight-type", self.weight_type, QUANT_TYPES)
+        if self.calibration_samples < 1:
+            raise ConfigError("--calibration-samples must be positive")
+
+    def describe(self) -> str:
+        granularity = "per-channel" if self.per_channel else "per-tensor"
+        short = {"uint8": "U8", "int8": "S8"}
+        return f"{self.calibration}/{granularity}/{short[self.activation_type]}{short[self.weight_type]}"
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Everything that decides what ``amaas export`` produces; recorded in the manifest for re-runs.
+    """Everything that decides what ``amaas export`` produces.
+
+    Model source (one of): ``arch`` (``cifar-cnn``, a torchvision classifier, or ``package.module:Class``) with
+    optional ``weights`` (a state-dict file or a torchvision weights name such as ``IMAGENET1K_V1``); or
+    ``from_onnx`` (an existing ONNX classifier) with ``labels_file``.
 
     Attributes:
-        arch: ``cifar-cnn`` or a torchvision classifier name.
-        data: Dataset spec, see ``amaas_export.data``.
-        out: Artifact directory to (re)place on success.
-        epochs: Training epochs; ``None`` means 20 from scratch, 0 when ``weights`` are given.
-        weights: A state dict to start from (loaded with ``weights_only=True``).
-        max_accuracy_drop: Largest allowed INT8 top-1 drop below FP32, in percentage points.
-        seed: Seeds data generation, splits, initialisation, shuffling and calibration sampling.
-        image_size: Input side; ``None`` means 32 (cifar-cnn accepts only 32).
-        batch_size: Training and evaluation batch size.
-        learning_rate: Peak learning rate of the one-cycle schedule.
-        calibration_samples: Training images used to calibrate INT8 activation ranges.
-        parity_tolerance: Largest allowed max |logit difference| between ONNX Runtime and torch.
-        name: Model name in the manifest; defaults to ``<arch>-<data source kind>``.
-        version: Model version; defaults to the first 12 hex digits of the model's sha256.
+        data: Dataset spec, see ``amaas_export.data``; held-out images drive every gate.
+        num_classes: Expected class count; checked against the data (and against pretrained heads).
+        freeze_backbone: Train only the classifier head (transfer learning).
+        image_size: Model input side (crop). Defaults: 32 for cifar-cnn, the weights' crop for pretrained
+            weights, 224 for other torchvision models and ONNX models without a fixed size.
+        resize: Shorter side before the centre crop; defaults to the weights' resize or ``image_size``.
+        mean, std, channel_order, interpolation: Preprocessing; defaults come from the weights, the data
+            (mean/std of the training images) or, for ONNX models, ImageNet's statistics.
+        epochs, batch_size, learning_rate, seed: Training. ``epochs=None`` means 20 from scratch, 0 with weights.
+        prune: Fraction of channels removed by structured pruning (0 = no pruning); ``prune_epochs`` fine-tunes after.
+        quantization: See ``QuantizationConfig``.
+        max_accuracy_drop: Largest INT8 top-1 drop below its float model, in points.
+        max_prune_drop: Largest pruned top-1 drop below the unpruned model, in points.
+        parity_tolerance: Largest max |logit difference| between ONNX Runtime and torch.
+        max_size_mb: Largest served model file; the default leaves room beside the runtime layer in
+            Lambda's 250 MB.
+        fold_normalization: Put scaling and normalisation in the graph (uint8 NHWC input): on, off, or auto
+            (when measured faster).
+        optimize: ONNX Runtime graph optimizations baked into the file (portable levels only).
+        out, name, version: Artifact directory, model name and version.
     """
 
-    arch: str = "cifar-cnn"
+    arch: str = CIFAR_CNN
     data: str = "synthetic"
     out: Path = Path("dist/model")
-    epochs: int | None = None
-    weights: Path | None = None
-    max_accuracy_drop: float = 1.0
-    seed: int = 0
+    weights: str | None = None
+    from_onnx: Path | None = None
+    labels_file: Path | None = None
+    num_classes: int | None = None
+    freeze_backbone: bool = False
     image_size: int | None = None
+    resize: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    channel_order: str = "RGB"
+    interpolation: str = "bilinear"
+    epochs: int | None = None
     batch_size: int = 128
     learning_rate: float = 0.005
-    calibration_samples: int = 512
+    seed: int = 0
+    prune: float = 0.0
+    prune_epochs: int | None = None
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    max_accuracy_drop: float = 1.0
+    max_prune_drop: float = 2.0
     parity_tolerance: float = 1e-4
+    max_size_mb: float = 100.0
+    fold_normalization: str = "auto"
+    optimize: str = "extended"
     name: str | None = None
     version: str | None = None
 
     def __post_init__(self) -> None:
+        if self.from_onnx is not None:
+            if self.labels_file is None:
+                raise ConfigError("--from-onnx needs --labels FILE (one class name per line, in output order)")
+            if self.weights or self.prune or self.epochs or self.freeze_backbone:
+                raise ConfigError(
+                    "--from-onnx skips torch: --weights, --epochs, --prune and --freeze-backbone do not apply"
+                )
         if self.epochs is not None and self.epochs < 0:
             raise ConfigError(f"--epochs must be >= 0, got {self.epochs}")
-        if self.epochs == 0 and self.weights is None:
+        if self.epochs == 0 and self.weights is None and self.from_onnx is None:
             raise ConfigError("--epochs 0 needs --weights: there is nothing to export without training")
-        if not 0 <= self.max_accuracy_drop <= 100:
-            raise ConfigError(f"--max-accuracy-drop is in percentage points, 0..100; got {self.max_accuracy_drop}")
+        for name in ("max_accuracy_drop", "max_prune_drop"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} is in percentage points, 0..100; got {getattr(self, name)}"
+                )
         if self.image_size is not None and self.image_size < 16:
             raise ConfigError(f"--image-size must be at least 16, got {self.image_size}")
-        if self.arch == "cifar-cnn" and self.image_size not in (None, 32):
+        if self.arch == CIFAR_CNN and self.from_onnx is None and self.image_size not in (None, 32):
             raise ConfigError("cifar-cnn takes 32x32 inputs only; drop --image-size or pick another --arch")
-        if self.batch_size < 1 or self.calibration_samples < 1:
-            raise ConfigError("--batch-size and --calibration-samples must be positive")
-        if self.learning_rate <= 0 or self.parity_tolerance <= 0:
-            raise ConfigError("learning rate and parity tolerance must be positive")
+        if self.resize is not None and self.resize < (self.image_size or 16):
+            raise ConfigError("--resize must be at least --image-size (it is the side before the centre crop)")
+        if self.prune_epochs is not None and self.prune_epochs < 0:
+            raise ConfigError(f"--prune-epochs must be >= 0, got {self.prune_epochs}")
+        if not 0 <= self.prune < 1:
+            raise ConfigError(f"--prune is the fraction of channels to remove, 0 <= p < 1; got {self.prune}")
+        if self.batch_size < 1 or self.learning_rate <= 0 or self.parity_tolerance <= 0 or self.max_size_mb <= 0:
+            raise ConfigError("--batch-size, --learning-rate, --parity-tolerance and --max-size-mb must be positive")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ConfigError("--num-classes must be at least 2")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) != 3:
+                raise ConfigError(f"--{name} takes three numbers (R G B)")
+        _choice("--fold-normalization", self.fold_normalization, FOLD_MODES)
+        _choice("--optimize", self.optimize, OPTIMIZE_LEVELS)
+        _choice("--channel-order", self.channel_order, ("RGB", "BGR"))
+        _choice("--interpolation", self.interpolation, ("nearest", "bilinear", "bicubic"))
 
     @property
     def train_epochs(self) -> int:
         if self.epochs is not None:
             return self.epochs
-        return 0 if self.weights is not None else DEFAULT_EPOCHS
+        return 0 if self.weights is not None or self.from_onnx is not None else DEFAULT_EPOCHS
 
     @property
-    def input_size(self) -> int:
-        return self.image_size or DEFAULT_IMAGE_SIZE
+    def finetune_epochs(self) -> int:
+        """Epochs of fine-tuning after pruning: a quarter of the training, at least one."""
+        if self.prune_epochs is not None:
+            return self.prune_epochs
+        return max(1, self.train_epochs // 4)
 
     @property
     def model_name(self) -> str:
-        return self.name or f"{self.arch}-{self.data.partition(':')[0]}"
+        source = self.from_onnx.stem if self.from_onnx else self.arch.rpartition(":")[2] or self.arch
+        return self.name or f"{source}-{self.data.partition(':')[0]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        """The settings as plain TOML/JSON values; ``from_options(to_dict())`` rebuilds the same config."""
+        data = asdict(self)
+        quant = data.pop("quantization")
+        data.update({_QUANT_KEYS.get(k, k): v for k, v in quant.items()})
+        return {k: _plain(v) for k, v in data.items() if v is not None and k != "out"}
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ExportConfig:
+        """Builds a config from flat option names (CLI dest names or TOML keys, dashes or underscores).
+
+        Raises:
+            ConfigError: An unknown option or a value of the wrong type.
+        """
+        flat = {k.replace("-", "_"): v for k, v in options.items() if v is not None}
+        quant_fields = {f.name for f in fields(QuantizationConfig)}
+        top_fields = {f.name for f in fields(cls)} - {"quantization"}
+        reverse = {v: k for k, v in _QUANT_KEYS.items()}
+        unknown = set(flat) - top_fields - quant_fields - set(reverse)
+        if unknown:
+            raise ConfigError(f"unknown export option(s): {', '.join(sorted(unknown))}")
+        quant = {
+            reverse.get(k, k): v for k, v in flat.items() if reverse.get(k, k) in quant_fields and k not in top_fields
+        }
+        top = {k: v for k, v in flat.items() if k in top_fields}
+        try:
+            for key in ("out", "from_onnx", "labels_file"):
+                if key in top:
+                    top[key] = Path(top[key])
+            for key in ("mean", "std"):
+                if key in top:
+                    top[key] = tuple(float(v) for v in top[key])
+            if "float_nodes" in quant:
+                nodes = quant["float_nodes"]
+                quant["float_nodes"] = tuple(nodes.split(",") if isinstance(nodes, str) else nodes)
+            if "weights" in top:
+                top["weights"] = str(top["weights"])
+            return cls(quantization=QuantizationConfig(**quant), **top)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad export option value: {exc}") from exc
+
+
+# Quantization settings appear flat in flags and files under these names.
+_QUANT_KEYS = {"mode": "quantize"}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Options from a TOML file: flat keys named like the flags (``arch = "resnet18"``, ``prune = 0.5``)."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def write_config_file(path: Path, config: ExportConfig) -> None:
+    """The settings as a TOML file that ``amaas export --config`` reads back to the same export."""
+    lines = ["# amaas export --config <this file> re-runs this export", ""]
+    for key, value in config.to_dict().items():
+        lines.append(f"{key.replace('_', '-')} = {_toml(value)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{flag} must be one of {', '.join(allowed)}; got {value!r}")

@@ -1,7 +1,13 @@
-"""Model construction: the classic CIFAR-10 network, any torchvision classifier, and user weights."""
+"""Model construction: the classic CIFAR-10 network, any torchvision classifier (optionally with its pretrained
+weights), a user's own ``nn.Module``, and weights from files; plus the transfer-learning surgery (new head,
+frozen backbone)."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +15,8 @@ import torch
 import torchvision
 from torch import nn
 
+from amaas_export.config import CIFAR_CNN
 from amaas_export.errors import ConfigError
-
-CIFAR_CNN = "cifar-cnn"
 
 
 class CifarCNN(nn.Module):
@@ -39,30 +44,155 @@ class CifarCNN(nn.Module):
         return logits
 
 
-def available_architectures() -> list[str]:
-    return [CIFAR_CNN, *sorted(torchvision.models.list_models(module=torchvision.models))]
+@dataclass(frozen=True)
+class Pretrained:
+    """What torchvision's weight metadata says about a pretrained model (available offline)."""
+
+    name: str
+    categories: tuple[str, ...]
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
 
 
-def build_model(arch: str, num_classes: int) -> nn.Module:
-    """A freshly initialised classifier with ``num_classes`` outputs.
+def is_weights_file(weights: str) -> bool:
+    """A weights argument names a file if it looks like a path; otherwise a torchvision weights enum."""
+    return "/" in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".ckpt") or Path(weights).exists()
+
+
+def pretrained_info(arch: str, weights: str) -> Pretrained:
+    """Resolves ``IMAGENET1K_V1``, ``DEFAULT`` or ``ResNet18_Weights.IMAGENET1K_V1`` for ``arch``.
 
     Raises:
-        ConfigError: ``arch`` is neither ``cifar-cnn`` nor a torchvision classification model.
+        ConfigError: ``arch`` has no such weights.
     """
+    if arch not in _torchvision_classifiers():
+        raise ConfigError(f"--weights {weights}: named weights exist only for torchvision classifiers, not {arch!r}")
+    enum = torchvision.models.get_model_weights(arch)
+    try:
+        chosen = enum[weights.rpartition(".")[2]]
+    except KeyError:
+        names = ", ".join(w.name for w in enum)
+        raise ConfigError(f"{arch} has no weights {weights!r}; available: {names}, DEFAULT") from None
+    transforms = chosen.transforms()
+    mean, std = transforms.mean, transforms.std
+    return Pretrained(
+        name=f"{enum.__name__}.{chosen.name}",
+        categories=tuple(chosen.meta["categories"]),
+        resize=int(transforms.resize_size[0]),
+        crop=int(transforms.crop_size[0]),
+        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+        std=(float(std[0]), float(std[1]), float(std[2])),
+        interpolation=transforms.interpolation.value,
+    )
+
+
+def check_architecture(arch: str) -> None:
+    """Fails fast, before any data is read, on an architecture that cannot be built.
+
+    Raises:
+        ConfigError: Neither cifar-cnn, a torchvision classifier, nor an importable ``module:Class``.
+    """
+    if arch == CIFAR_CNN or arch in _torchvision_classifiers():
+        return
+    if ":" in arch:
+        _custom_class(arch)
+        return
+    raise ConfigError(
+        f"unknown architecture {arch!r}; use {CIFAR_CNN!r}, a torchvision classifier such as resnet18, "
+        "mobilenet_v3_small or efficientnet_b0, or your own class as package.module:ClassName"
+    )
+
+
+def build_model(arch: str, num_classes: int, *, pretrained: Pretrained | None = None) -> nn.Module:
+    """A classifier with ``num_classes`` outputs.
+
+    With ``pretrained``, torchvision's weights are loaded (from its cache, or downloaded) and, when the
+    classes differ from the weights' categories, the classifier head is replaced by a fresh one.
+
+    Raises:
+        ConfigError: Unknown architecture, weights that cannot be fetched, or a custom class that fails.
+    """
+    check_architecture(arch)
     if arch == CIFAR_CNN:
         return CifarCNN(num_classes)
-    if arch not in torchvision.models.list_models(module=torchvision.models):
+    if ":" in arch:
+        return _custom_module(arch, num_classes)
+    if pretrained is None:
+        model: nn.Module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        return model
+    try:
+        model = torchvision.models.get_model(arch, weights=pretrained.name)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise ConfigError(
-            f"unknown architecture {arch!r}; use {CIFAR_CNN!r} or a torchvision classifier such as "
-            "resnet18, mobilenet_v3_small or efficientnet_b0"
-        )
-    model: nn.Module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+            f"cannot load {pretrained.name} for {arch}: {exc.__class__.__name__}: {exc}. Downloading needs "
+            f"network access to download.pytorch.org; offline, put the weights file in {cache}/ or pass a "
+            "state dict with --weights path/to/file.pt"
+        ) from exc
+    if num_classes != len(pretrained.categories):
+        replace_head(model, num_classes)
     return model
 
 
-def fixed_image_size(arch: str) -> int | None:
-    """The only input side an architecture accepts, if it has one: cifar-cnn's first linear layer fixes 32."""
-    return 32 if arch == CIFAR_CNN else None
+def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
+    """Swaps the last ``nn.Linear`` (the classifier head of every torchvision classifier but squeezenet)
+    for a freshly initialised one with ``num_classes`` outputs."""
+    name, head = _head(model)
+    new = nn.Linear(head.in_features, num_classes, bias=head.bias is not None)
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, new)
+    return new
+
+
+def freeze_backbone(model: nn.Module) -> int:
+    """Makes everything but the classifier head untrainable; returns the number of trainable parameters."""
+    _, head = _head(model)
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for parameter in head.parameters():
+        parameter.requires_grad = True
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def head_layer(model: nn.Module) -> nn.Module:
+    return _head(model)[1]
+
+
+def _head(model: nn.Module) -> tuple[str, nn.Linear]:
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError("cannot find the classifier head (no nn.Linear layer) to replace or keep trainable")
+    return linears[-1]
+
+
+def _torchvision_classifiers() -> list[str]:
+    names: list[str] = torchvision.models.list_models(module=torchvision.models)
+    return names
+
+
+def _custom_class(spec: str) -> type[nn.Module]:
+    module_name, _, class_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import {spec}: {exc}. Is its package on PYTHONPATH?") from exc
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"{spec} is not an nn.Module subclass")
+    return cls
+
+
+def _custom_module(spec: str, num_classes: int) -> nn.Module:
+    cls = _custom_class(spec)
+    takes_classes = "num_classes" in inspect.signature(cls).parameters
+    try:
+        model: nn.Module = cls(num_classes=num_classes) if takes_classes else cls()
+    except Exception as exc:
+        raise ConfigError(f"constructing {spec}() failed: {exc.__class__.__name__}: {exc}") from exc
+    return model
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -6,8 +6,9 @@ import contextlib
 import io
 import logging
 import tempfile
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,60 +16,81 @@ import numpy as np
 
 from amaas.manifest import Preprocessing
 from amaas.preprocessing import normalize
+from amaas_export.config import QuantizationConfig
 from amaas_export.data import ImageSet
 
 CALIBRATION_BATCH = 32
 
 
-@dataclass(frozen=True)
-class QuantizationSettings:
-    """What the quantizer did, as recorded in the manifest."""
-
-    calibration_samples: int
-    format: str = "QDQ"
-    calibration_method: str = "minmax"
-    per_channel: bool = True
-    activation_type: str = "QUInt8"
-    weight_type: str = "QInt8"
-    float_nodes: tuple[str, ...] = ()
+def candidates(base: QuantizationConfig) -> list[QuantizationConfig]:
+    """What ``--quantize auto`` tries: the configured settings first, then the usual alternatives."""
+    variants = [
+        base,
+        replace(base, calibration="entropy"),
+        replace(base, calibration="percentile"),
+        replace(base, per_channel=not base.per_channel),
+        replace(base, activation_type="int8", weight_type="int8"),
+    ]
+    unique: list[QuantizationConfig] = []
+    for variant in variants:
+        if variant not in unique:
+            unique.append(variant)
+    return unique
 
 
 def quantize_int8(
-    fp32_path: Path, int8_path: Path, calibration: ImageSet, prep: Preprocessing, input_name: str
-) -> QuantizationSettings:
-    """Writes an INT8 QDQ copy of ``fp32_path`` to ``int8_path``.
+    float_path: Path,
+    int8_path: Path,
+    calibration: ImageSet,
+    prep: Preprocessing,
+    input_name: str,
+    settings: QuantizationConfig,
+) -> list[str]:
+    """Writes an INT8 QDQ copy of ``float_path`` to ``int8_path``; returns the nodes kept in float.
 
-    Activations are uint8 and weights int8 per channel (ORT's recommended U8S8 pairing for CPUs); ranges come
-    from min/max over ``calibration``. The model is first shape-inferred and simplified by ORT's pre-processor,
-    which quantizes better than the raw export.
-
-    The node producing the logits stays in float: squeezing logits into 256 levels reorders close classes
-    (it cost 0.75 points of top-1 on cifar-cnn/synthetic) while the layer itself is a negligible share of
-    the compute.
+    The model is first shape-inferred and simplified by ORT's pre-processor, which quantizes better than the
+    raw export. The node producing the logits always stays in float: squeezing logits into 256 levels
+    reorders close classes (it cost 0.75 points of top-1 on cifar-cnn/synthetic) while the layer itself is
+    a negligible share of the compute.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     with tempfile.TemporaryDirectory() as work, _quiet():
         prepared = Path(work) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared))
+        quant_pre_process(str(float_path), str(prepared))
         graph = onnx.load(str(prepared)).graph
         outputs = {o.name for o in graph.output}
+        names = {node.name for node in graph.node}
         heads = [node.name for node in graph.node if outputs & set(node.output)]
-        settings = QuantizationSettings(calibration_samples=len(calibration), float_nodes=tuple(heads))
+        missing = [n for n in settings.float_nodes if n not in names]
+        if missing:
+            from amaas_export.errors import ConfigError
+
+            raise ConfigError(
+                f"--float-nodes {', '.join(missing)}: no such node; the graph has e.g. {sorted(names)[:6]}"
+            )
+        float_nodes = sorted({*heads, *settings.float_nodes})
         quantize_static(
             str(prepared),
             str(int8_path),
             _CalibrationReader(calibration, prep, input_name),
             quant_format=QuantFormat.QDQ,
             per_channel=settings.per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=list(settings.float_nodes),
+            activation_type=types[settings.activation_type],
+            weight_type=types[settings.weight_type],
+            calibrate_method=methods[settings.calibration],
+            nodes_to_exclude=float_nodes,
+            extra_options={"ActivationSymmetric": settings.activation_type == "int8"},
         )
-    return settings
+    return float_nodes
 
 
 @contextlib.contextmanager
@@ -78,7 +100,8 @@ def _quiet() -> Iterator[None]:
     level = root.level
     root.setLevel(logging.WARNING)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             yield
     finally:
         root.setLevel(level)

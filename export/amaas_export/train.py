@@ -19,8 +19,12 @@ from torch import nn
 from amaas.manifest import Preprocessing
 from amaas.preprocessing import normalize
 from amaas_export.data import ImageSet
+from amaas_export.evaluate import top1
 
 EVAL_BATCH = 256
+# channels_last makes CPU convolutions ~1.5x faster at ImageNet sizes (resnet18 at 224: 14.6 → 22.7 img/s);
+# on 32x32 inputs it buys nothing.
+CHANNELS_LAST_FROM = 64
 # Keeps logits in a sane range: softmax scores mean something and FP32/INT8/ONNX stay numerically close.
 LABEL_SMOOTHING = 0.1
 
@@ -59,17 +63,24 @@ def train(
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=1e-4)
+    channels_last = prep.crop >= CHANNELS_LAST_FROM
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     steps = epochs * -(-len(train_set) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=max(steps, 1))
     reports: list[EpochReport] = []
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
+        _freeze_frozen_batchnorm(model)
         total_loss, correct = 0.0, 0
         order = torch.randperm(len(train_set), generator=generator).numpy()
         for x, y in _batches(train_set, prep, order, batch_size):
             x = _augment(x, generator)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)
             optimizer.zero_grad(set_to_none=True)
@@ -88,8 +99,18 @@ def train(
         )
         report(entry)
         reports.append(entry)
+    model.to(memory_format=torch.contiguous_format)
     model.eval()
     return reports
+
+
+def _freeze_frozen_batchnorm(model: nn.Module) -> None:
+    """Keeps the running statistics of frozen BatchNorm layers frozen too (transfer learning)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            module.eval()
 
 
 @torch.inference_mode()
@@ -98,10 +119,6 @@ def predict(model: nn.Module, images: ImageSet, prep: Preprocessing) -> np.ndarr
     model.eval()
     outputs = [model(x).numpy() for x, _ in _batches(images, prep, np.arange(len(images)), EVAL_BATCH)]
     return np.concatenate(outputs)
-
-
-def top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(axis=1) == labels).mean())
 
 
 def _batches(

@@ -105,9 +105,9 @@ class ImageClassifier:
             )
 
     def preprocess(self, images: Sequence[bytes]) -> np.ndarray:
-        """Encoded images to one float32 NCHW batch, following the manifest's preprocessing."""
+        """Encoded images to one input batch, following the manifest's preprocessing and input spec."""
         decoded = [preprocessing.decode(data, max_pixels=self.max_image_pixels) for data in images]
-        return preprocessing.prepare(decoded, self.manifest.preprocessing)
+        return preprocessing.prepare(decoded, self.manifest.preprocessing, self.manifest.input)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         self.load()

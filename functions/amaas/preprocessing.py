@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from amaas.errors import InvalidImageError, PayloadTooLargeError
-from amaas.manifest import Preprocessing
+from amaas.manifest import Preprocessing, TensorSpec
 
 # The decoders we let near untrusted bytes; Pillow knows dozens more, each one more attack surface.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
@@ -115,6 +115,20 @@ def normalize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))
 
 
-def prepare(images: Sequence[Image.Image], prep: Preprocessing) -> np.ndarray:
-    """Decoded RGB images to one float32 NCHW batch."""
-    return normalize(np.stack([resize_and_crop(image, prep) for image in images]), prep)
+def model_input(pixels: np.ndarray, prep: Preprocessing, spec: TensorSpec) -> np.ndarray:
+    """uint8 NHWC RGB pixels to what the model's input takes.
+
+    A uint8 input means the export folded scaling and normalisation into the graph: the pixels go in as
+    they are. A float input gets ``normalize`` here, transposed when the model wants NHWC.
+    """
+    if spec.dtype == "uint8":
+        return np.ascontiguousarray(pixels)
+    tensor = normalize(pixels, prep)
+    if spec.layout == "NHWC":
+        return np.ascontiguousarray(tensor.transpose(0, 2, 3, 1))
+    return tensor
+
+
+def prepare(images: Sequence[Image.Image], prep: Preprocessing, spec: TensorSpec) -> np.ndarray:
+    """Decoded RGB images to one input batch for a model with input ``spec``."""
+    return model_input(np.stack([resize_and_crop(image, prep) for image in images]), prep, spec)

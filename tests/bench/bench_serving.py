@@ -91,7 +91,9 @@ def main() -> None:
     classifier.load()
     event = load_event("classify_png")
     image = event_image(event)
-    tensor = prepare([decode(image, max_pixels=40_000_000)], classifier.manifest.preprocessing)
+    tensor = prepare(
+        [decode(image, max_pixels=40_000_000)], classifier.manifest.preprocessing, classifier.manifest.input
+    )
     context = LambdaContext()
     n = args.requests
 

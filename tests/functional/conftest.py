@@ -3,11 +3,14 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from amaas.cli import main
+from amaas.manifest import Manifest, read_manifest
 from tests.helpers import LambdaContext
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -34,3 +37,39 @@ def invoke(handler_module: Any) -> Invoke:
         return response
 
     return call
+
+
+@dataclass
+class ExportRun:
+    """One `amaas export` run through the real CLI entry point."""
+
+    code: int
+    out: Path
+    stdout: str
+    stderr: str
+
+    @property
+    def manifest(self) -> Manifest:
+        assert self.code == 0, self.stderr
+        return read_manifest(self.out)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        stages: list[dict[str, Any]] = self.manifest.details["stages"]
+        return next(s for s in stages if s["name"] == name)
+
+
+Export = Callable[..., ExportRun]
+
+
+@pytest.fixture
+def export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Export:
+    """Runs `amaas export ARGS --out <fresh dir>` in-process and captures what it prints."""
+    runs = iter(range(1000))
+
+    def run(*args: str, out: Path | None = None) -> ExportRun:
+        target = out or tmp_path / f"model-{next(runs)}"
+        code = main(["export", *args, "--out", str(target)])
+        captured = capsys.readouterr()
+        return ExportRun(code, target, captured.out, captured.err)
+
+    return run

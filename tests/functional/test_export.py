@@ -1,45 +1,62 @@
-"""`amaas export` end to end: the artifact it writes, its gates both ways, and loading user weights."""
+"""`amaas export` end to end: the artifact it writes, its gates both ways, config files and reproducibility."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from amaas.cli import main
 from amaas.manifest import CARD_FILE, MANIFEST_FILE, MODEL_FILE, read_manifest, sha256_file, verify_files
 from amaas.model import ImageClassifier
 from amaas_export import pipeline
 from amaas_export.data import ImageSet
 from amaas_export.data import synthetic as synthetic_data
 from amaas_export.models import build_model
+from tests.functional.conftest import Export
 from tests.helpers import REPO, encode_image
 
-TINY = ["--data", "synthetic:1000", "--epochs", "2"]
+TINY = ("--data", "synthetic:1000", "--epochs", "2")
+SMALL = ("--data", "synthetic:4000", "--epochs", "8")
+ARTIFACT_FILES = [CARD_FILE, "export.toml", MANIFEST_FILE, MODEL_FILE, "stages.png"]
 
 
-def test_artifact_holds_exactly_the_model_manifest_and_card(artifact: Path) -> None:
-    assert sorted(p.name for p in artifact.iterdir()) == sorted([MODEL_FILE, MANIFEST_FILE, CARD_FILE])
+def test_artifact_holds_model_manifest_card_chart_and_recipe(artifact: Path) -> None:
+    assert sorted(p.name for p in artifact.iterdir()) == ARTIFACT_FILES
     manifest = read_manifest(artifact)
     verify_files(artifact, manifest)
-    assert set(manifest.files) == {MODEL_FILE, CARD_FILE}
-    assert manifest.model_sha256 == sha256_file(artifact / MODEL_FILE)
+    assert set(manifest.files) == set(ARTIFACT_FILES) - {MANIFEST_FILE}
     assert manifest.version == manifest.model_sha256[:12]
+    with Image.open(artifact / "stages.png") as chart:
+        assert chart.format == "PNG" and chart.width >= 600
 
 
 def test_manifest_records_fp32_and_int8_metrics_as_fractions(artifact: Path) -> None:
     metrics = read_manifest(artifact).metrics
 
-    fp32, int8 = metrics["fp32"], metrics["int8"]
+    fp32, int8, served = metrics["fp32"], metrics["int8"], metrics["served"]
     assert 0.7 < fp32["top1"] <= 1 and 0.7 < int8["top1"] <= 1
     assert (fp32["top1"] - int8["top1"]) * 100 <= 1.0
-    assert int8["bytes"] == (artifact / MODEL_FILE).stat().st_size
+    assert served == {**served, "stage": "int8", "bytes": (artifact / MODEL_FILE).stat().st_size}
     assert int8["bytes"] < 0.4 * fp32["bytes"], "INT8 weights take a quarter of FP32's bytes"
     assert metrics["parity_max_abs_diff"] <= 1e-4
+
+
+def test_manifest_has_a_row_per_stage(artifact: Path) -> None:
+    stages = read_manifest(artifact).details["stages"]
+
+    assert [s["name"] for s in stages] == ["fp32", "int8"]
+    fp32, int8 = stages
+    assert set(fp32) == {"name", "top1", "bytes", "params", "macs", "latency_ms"}
+    assert fp32["params"] == 62_006, "cifar-cnn: 6*3*25+6 + 16*6*25+16 + 400*120+120 + 120*84+84 + 84*10+10"
+    assert fp32["macs"] == int8["macs"] > 600_000
+    assert fp32["latency_ms"] > 0 and int8["latency_ms"] > 0
 
 
 def test_manifest_is_self_describing(artifact: Path) -> None:
@@ -53,12 +70,14 @@ def test_manifest_is_self_describing(artifact: Path) -> None:
     assert data["provenance"]["export"]["data"] == "synthetic:12000"
 
 
-def test_model_card_shows_fp32_vs_int8_accuracy_and_size(artifact: Path) -> None:
+def test_model_card_shows_the_stage_table_and_chart(artifact: Path) -> None:
     card = (artifact / CARD_FILE).read_text()
-    metrics = read_manifest(artifact).metrics
+    stages = read_manifest(artifact).details["stages"]
 
-    assert f"| FP32 ONNX | {metrics['fp32']['top1']:.2%} |" in card
-    assert f"| INT8 ONNX (served) | {metrics['int8']['top1']:.2%} |" in card
+    for stage in stages:
+        assert f"| {stage['name']} | {stage['top1']:.2%} |" in card
+    assert "![accuracy against latency per stage](stages.png)" in card
+    assert "amaas export --config export.toml" in card
     assert "amaas export --arch cifar-cnn --data synthetic:12000 --epochs 12" in card
 
 
@@ -66,154 +85,7 @@ def test_exported_model_has_a_dynamic_batch_axis(artifact: Path) -> None:
     classifier = ImageClassifier(artifact)
     images = [encode_image(synthetic_data.sample(label)) for label in synthetic_data.LABELS[:7]]
 
-    result = classifier.classify(images, 1)
-
-    assert len(result.predictions) == 7
-
-
-def test_cli_export_reports_progress_and_writes_the_artifact(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "model"
-
-    code = main(["export", *TINY, "--out", str(out), "--name", "tiny", "--model-version", "2026.1"])
-
-    output = capsys.readouterr().out
-    assert code == 0
-    assert "epoch   2/2  loss" in output and "held-out top-1" in output
-    assert "gate: INT8 top-1 drop" in output
-    manifest = read_manifest(out)
-    assert (manifest.name, manifest.version) == ("tiny", "2026.1")
-
-
-def _broken_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Calibrates INT8 ranges on black images, a real and classic way to ruin a quantized model."""
-    real = pipeline.quantize_int8
-
-    def quantize(fp32: Path, int8: Path, calibration: ImageSet, *args: Any) -> Any:
-        black = ImageSet(np.zeros_like(calibration.pixels), calibration.labels)
-        return real(fp32, int8, black, *args)
-
-    monkeypatch.setattr(pipeline, "quantize_int8", quantize)
-
-
-def test_gate_failure_exits_non_zero_and_writes_no_artifact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # GIVEN a quantization that destroys accuracy
-    _broken_calibration(monkeypatch)
-    out = tmp_path / "model"
-
-    # WHEN the export runs
-    code = main(["export", "--data", "synthetic:4000", "--epochs", "8", "--out", str(out)])
-
-    # THEN it fails with the measured figures, and nothing that looks deployable exists
-    assert code == 1
-    error = capsys.readouterr().err
-    assert "INT8 accuracy gate failed" in error and "No artifact was written" in error
-    assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir()] == [], "no staging directory is left behind"
-
-
-def test_gate_failure_keeps_the_previous_good_artifact(
-    tmp_path: Path, artifact: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "model"
-    out.mkdir()
-    for name in (MODEL_FILE, MANIFEST_FILE, CARD_FILE):
-        (out / name).write_bytes((artifact / name).read_bytes())
-    _broken_calibration(monkeypatch)
-
-    assert main(["export", "--data", "synthetic:4000", "--epochs", "8", "--out", str(out)]) == 1
-
-    verify_files(out, read_manifest(out))
-    assert read_manifest(out) == read_manifest(artifact)
-
-
-def test_the_gate_can_be_widened_by_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _broken_calibration(monkeypatch)
-
-    code = main(
-        [
-            "export",
-            "--data",
-            "synthetic:4000",
-            "--epochs",
-            "8",
-            "--max-accuracy-drop",
-            "100",
-            "--out",
-            str(tmp_path / "m"),
-        ]
-    )
-
-    assert code == 0
-    assert read_manifest(tmp_path / "m").metrics["top1_drop_points"] > 1.0
-
-
-def test_export_from_user_weights_without_training(tmp_path: Path) -> None:
-    # GIVEN weights a user trained elsewhere, saved as a state dict
-    from amaas.manifest import Preprocessing
-    from amaas_export import data
-    from amaas_export.train import predict, top1, train
-
-    torch.manual_seed(1)
-    dataset = data.load("synthetic:1000", Preprocessing(32, 32, (0, 0, 0), (1, 1, 1)), seed=0)
-    prep = Preprocessing(32, 32, *data.mean_std(dataset.train))
-    model = build_model("cifar-cnn", 10)
-    train(
-        model,
-        dataset.train,
-        dataset.test,
-        prep,
-        epochs=3,
-        batch_size=64,
-        learning_rate=0.005,
-        seed=1,
-        report=lambda e: None,
-    )
-    torch.save(model.state_dict(), tmp_path / "weights.pt")
-    expected = top1(predict(model, dataset.test, prep), dataset.test.labels)
-
-    # WHEN they are exported with no further training
-    code = main(
-        ["export", "--data", "synthetic:1000", "--weights", str(tmp_path / "weights.pt"), "--out", str(tmp_path / "m")]
-    )
-
-    # THEN the artifact scores what those weights score
-    assert code == 0
-    manifest = read_manifest(tmp_path / "m")
-    assert manifest.metrics["fp32"]["top1"] == pytest.approx(expected, abs=1e-9)
-    assert manifest.details["training"] == {**manifest.details["training"], "epochs": 0, "from_weights": True}
-    assert manifest.details["provenance"]["weights"]["sha256"] == sha256_file(tmp_path / "weights.pt")
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--arch", "resnet9000"], "unknown architecture"),
-        (["--data", "imagefolder:/nonexistent/photos"], "is not a directory"),
-        (["--weights", "/nonexistent/w.pt", "--epochs", "0"], "does not exist"),
-    ],
-)
-def test_bad_options_fail_with_a_message_not_a_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
-) -> None:
-    code = main(["export", *TINY, "--out", str(tmp_path / "m"), *args])
-
-    error = capsys.readouterr().err
-    assert code == 1
-    assert message in error and "Traceback" not in error
-
-
-def test_out_that_is_not_an_artifact_is_never_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "notes.txt").write_text("precious")
-
-    code = main(["export", *TINY, "--out", str(tmp_path)])
-
-    assert code == 1
-    assert "refusing to replace" in capsys.readouterr().err
-    assert (tmp_path / "notes.txt").read_text() == "precious"
+    assert len(classifier.classify(images, 1).predictions) == 7
 
 
 def test_model_file_carries_no_local_paths(artifact: Path) -> None:
@@ -223,9 +95,155 @@ def test_model_file_carries_no_local_paths(artifact: Path) -> None:
     assert b'File "' not in blob and b"site-packages" not in blob and b"models.py" not in blob
 
 
-def test_same_settings_give_the_same_model_bytes(tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        assert main(["export", *TINY, "--out", str(tmp_path / name)]) == 0
+def test_cli_export_reports_progress(export: Export) -> None:
+    run = export(*TINY, "--name", "tiny", "--model-version", "2026.1")
 
-    assert sha256_file(tmp_path / "a" / MODEL_FILE) == sha256_file(tmp_path / "b" / MODEL_FILE)
-    assert read_manifest(tmp_path / "a").version == read_manifest(tmp_path / "b").version
+    assert run.code == 0
+    assert "epoch   2/2  loss" in run.stdout and "held-out top-1" in run.stdout
+    assert "gate: INT8 top-1 drop" in run.stdout and "stages:" in run.stdout
+    assert (run.manifest.name, run.manifest.version) == ("tiny", "2026.1")
+
+
+def _broken_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calibrates INT8 ranges on black images, a real and classic way to ruin a quantized model."""
+    real = pipeline.quantize_int8
+
+    def quantize(float_path: Path, int8_path: Path, calibration: ImageSet, *args: Any) -> Any:
+        black = ImageSet(np.zeros_like(calibration.pixels), calibration.labels)
+        return real(float_path, int8_path, black, *args)
+
+    monkeypatch.setattr(pipeline, "quantize_int8", quantize)
+
+
+def test_int8_gate_failure_exits_non_zero_and_writes_no_artifact(
+    export: Export, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN a quantization that destroys accuracy
+    _broken_calibration(monkeypatch)
+
+    # WHEN the export runs
+    run = export(*SMALL, out=tmp_path / "out" / "model")
+
+    # THEN it fails with the measured figures, and nothing that looks deployable exists
+    assert run.code == 1
+    assert "INT8 accuracy gate failed" in run.stderr and "No artifact was written" in run.stderr
+    assert list((tmp_path / "out").iterdir()) == [], "no artifact and no staging directory left behind"
+
+
+def test_gate_failure_keeps_the_previous_good_artifact(
+    export: Export, artifact: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    shutil.copytree(artifact, out)
+    _broken_calibration(monkeypatch)
+
+    assert export(*SMALL, out=out).code == 1
+
+    verify_files(out, read_manifest(out))
+    assert read_manifest(out) == read_manifest(artifact)
+
+
+def test_the_int8_gate_can_be_widened_by_flag(export: Export, monkeypatch: pytest.MonkeyPatch) -> None:
+    _broken_calibration(monkeypatch)
+
+    run = export(*SMALL, "--max-accuracy-drop", "100")
+
+    assert run.code == 0
+    assert run.manifest.metrics["top1_drop_points"] > 1.0
+
+
+def test_size_gate_both_ways(export: Export) -> None:
+    refused = export(*TINY, "--max-size-mb", "0.01")
+    accepted = export(*TINY, "--max-size-mb", "0.2")
+
+    assert refused.code == 1
+    assert re.search(r"size gate failed: the served model is 0\.0\d MB; the budget is 0\.01 MB", refused.stderr)
+    assert not refused.out.exists()
+    assert accepted.code == 0
+
+
+def test_export_from_user_weights_without_training(export: Export, tmp_path: Path) -> None:
+    # GIVEN weights a user trained elsewhere, saved as a state dict
+    from amaas.manifest import Preprocessing
+    from amaas_export import data
+    from amaas_export.evaluate import top1
+    from amaas_export.train import predict, train
+
+    torch.manual_seed(1)
+    dataset = data.load("synthetic:1000", Preprocessing(32, 32, (0, 0, 0), (1, 1, 1)), seed=0)
+    prep = Preprocessing(32, 32, *data.mean_std(dataset.train))
+    model = build_model("cifar-cnn", 10)
+    train(model, dataset.train, dataset.test, prep, epochs=3, batch_size=64, learning_rate=0.005, seed=1, report=print)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    expected = top1(predict(model, dataset.test, prep), dataset.test.labels)
+
+    # WHEN they are exported with no further training
+    run = export("--data", "synthetic:1000", "--weights", str(tmp_path / "weights.pt"))
+
+    # THEN the artifact scores what those weights score
+    manifest = run.manifest
+    assert manifest.metrics["fp32"]["top1"] == pytest.approx(expected, abs=1e-9)
+    assert manifest.details["training"]["epochs"] == 0
+    assert manifest.details["provenance"]["weights"]["sha256"] == sha256_file(tmp_path / "weights.pt")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arch", "resnet9000"], "unknown architecture"),
+        (["--data", "imagefolder:/nonexistent/photos"], "is not a directory"),
+        (["--weights", "/nonexistent/w.pt", "--epochs", "0"], "does not exist"),
+        (["--quantize", "int4"], "invalid choice"),
+        (["--prune", "1.5"], "0 <= p < 1"),
+    ],
+)
+def test_bad_options_fail_with_a_message_not_a_traceback(
+    export: Export, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    try:
+        run = export(*TINY, *args)
+        code, error = run.code, run.stderr
+    except SystemExit as exc:  # argparse refuses invalid choices itself, with usage and exit status 2
+        code, error = int(str(exc.code)), capsys.readouterr().err
+    assert code in (1, 2)
+    assert message in error and "Traceback" not in error
+
+
+def test_out_that_is_not_an_artifact_is_never_replaced(export: Export, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("precious")
+
+    run = export(*TINY, out=tmp_path)
+
+    assert run.code == 1
+    assert "refusing to replace" in run.stderr
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_config_file_gives_the_options_and_flags_override_it(export: Export, tmp_path: Path) -> None:
+    config = tmp_path / "export.toml"
+    config.write_text('data = "synthetic:1000"\nepochs = 2\nname = "from-file"\ncalibration = "entropy"\n')
+
+    run = export("--config", str(config), "--name", "from-flag")
+
+    assert run.manifest.name == "from-flag"
+    assert run.manifest.details["quantization"]["calibration_method"] == "entropy"
+    assert run.manifest.details["training"]["epochs"] == 2
+
+
+def test_unknown_config_keys_are_refused(export: Export, tmp_path: Path) -> None:
+    config = tmp_path / "export.toml"
+    config.write_text('data = "synthetic:1000"\nepochz = 2\n')
+
+    run = export("--config", str(config))
+
+    assert run.code == 1
+    assert "unknown export option(s): epochz" in run.stderr
+
+
+def test_the_recipe_in_an_artifact_reproduces_it_byte_for_byte(export: Export) -> None:
+    first = export(*TINY, "--calibration-samples", "64")
+
+    again = export("--config", str(first.out / "export.toml"))
+
+    assert sha256_file(again.out / MODEL_FILE) == sha256_file(first.out / MODEL_FILE)
+    assert again.manifest.version == first.manifest.version

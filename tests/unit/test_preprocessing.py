@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from amaas.errors import InvalidImageError, PayloadTooLargeError
-from amaas.manifest import Preprocessing
-from amaas.preprocessing import decode, normalize, prepare, resize_and_crop, to_rgb
+from amaas.manifest import Preprocessing, TensorSpec
+from amaas.preprocessing import decode, model_input, normalize, prepare, resize_and_crop, to_rgb
 
 PREP = Preprocessing(resize=32, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
@@ -162,6 +162,16 @@ def test_bgr_models_get_channels_reversed() -> None:
 def test_prepare_batches_images_of_different_sizes() -> None:
     images = [Image.new("RGB", (32, 32)), Image.new("RGB", (100, 60)), Image.new("RGB", (17, 90))]
 
-    batch = prepare(images, PREP)
+    batch = prepare(images, PREP, TensorSpec("input", (-1, 3, 32, 32), "float32", "NCHW"))
 
     assert batch.shape == (3, 3, 32, 32)
+
+
+def test_uint8_inputs_get_raw_pixels_and_nhwc_float_inputs_a_transpose() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+
+    raw = model_input(pixels, PREP, TensorSpec("image", (-1, 4, 4, 3), "uint8", "NHWC"))
+    nhwc = model_input(pixels, PREP, TensorSpec("x", (-1, 4, 4, 3), "float32", "NHWC"))
+
+    np.testing.assert_array_equal(raw, pixels)
+    np.testing.assert_allclose(nhwc, normalize(pixels, PREP).transpose(0, 2, 3, 1))

@@ -81,6 +81,29 @@ def load(spec: str, geometry: Preprocessing, *, seed: int) -> Dataset:
     raise DataError(f"unknown data source {spec!r}; use synthetic[:N], imagefolder:PATH or cifar10:PATH")
 
 
+def with_labels(dataset: Dataset, labels: tuple[str, ...]) -> Dataset:
+    """The same images with label indices renumbered to ``labels``' order (a model's output order).
+
+    Raises:
+        DataError: A class of the data is not among ``labels``.
+    """
+    if dataset.labels == labels:
+        return dataset
+    unknown = sorted(set(dataset.labels) - set(labels))
+    if unknown:
+        raise DataError(
+            f"the data has classes the model does not know: {', '.join(unknown[:5])}"
+            f"{' ...' if len(unknown) > 5 else ''}; the model's labels are e.g. {', '.join(labels[:5])}"
+        )
+    mapping = np.array([labels.index(name) for name in dataset.labels], dtype=np.int64)
+    return Dataset(
+        train=ImageSet(dataset.train.pixels, mapping[dataset.train.labels]),
+        test=ImageSet(dataset.test.pixels, mapping[dataset.test.labels]),
+        labels=labels,
+        source=dataset.source,
+    )
+
+
 def mean_std(images: ImageSet) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """Per-channel mean and standard deviation of the pixels scaled to [0, 1], rounded for a readable manifest."""
     sample = images.take(10_000, seed=0).pixels.reshape(-1, 3).astype(np.float64) / 255.0
@@ -98,8 +121,9 @@ def _synthetic(arg: str, geometry: Preprocessing, seed: int) -> Dataset:
         raise DataError(f"synthetic:N needs an integer image count, got {arg!r}") from None
     if size < 10 * len(synthetic.LABELS):
         raise DataError(f"synthetic:N needs at least {10 * len(synthetic.LABELS)} images, got {size}")
-    train = synthetic.generate(size, seed=seed, split="train")
-    test = synthetic.generate(max(size // 10, 10 * len(synthetic.LABELS)), seed=seed, split="test")
+    side = geometry.resize  # drawn natively at the model's resolution, never upscaled
+    train = synthetic.generate(size, seed=seed, split="train", size=side)
+    test = synthetic.generate(max(size // 10, 10 * len(synthetic.LABELS)), seed=seed, split="test", size=side)
     return Dataset(
         train=_fit(train.images, train.labels, geometry),
         test=_fit(test.images, test.labels, geometry),

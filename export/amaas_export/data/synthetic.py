@@ -1,8 +1,9 @@
-"""The built-in demo dataset: ten classes of drawn shapes in CIFAR-10 geometry (32x32 RGB).
+"""The built-in demo dataset: ten classes of drawn shapes, by default in CIFAR-10 geometry (32x32 RGB).
 
 Every image is a pure function of ``(seed, split, index)``, so the dataset is identical on every machine and
 any single image can be regenerated on its own (the demo and the test events use that). Shapes are drawn on
-a 4x supersampled canvas and downsampled, which gives anti-aliased edges like a real photo.
+a supersampled canvas (4x at 32 px) and downsampled, which gives anti-aliased edges like a real photo; other
+sizes (``size=224`` for ImageNet-shaped models) are drawn natively, not upscaled.
 
 What makes it non-trivial: random rotation (so square vs. bar vs. cross is about proportions, not
 alignment), size from small to large, position, foreground/background colours with only a minimum contrast,
@@ -31,7 +32,6 @@ LABELS: tuple[str, ...] = (
     "bar",
 )
 IMAGE_SIZE = 32
-_SUPERSAMPLE = 4
 _SPLITS = {"train": 0, "test": 1}
 
 Point = tuple[float, float]
@@ -53,26 +53,28 @@ class SyntheticShapes:
         return len(self.labels)
 
 
-def generate(count: int, *, seed: int = 0, split: str = "train") -> SyntheticShapes:
-    """Renders ``count`` images of one split; classes are balanced (label = index mod 10)."""
+def generate(count: int, *, seed: int = 0, split: str = "train", size: int = IMAGE_SIZE) -> SyntheticShapes:
+    """Renders ``count`` size x size images of one split; classes are balanced (label = index mod 10)."""
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
-    images = np.empty((count, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    images = np.empty((count, size, size, 3), dtype=np.uint8)
     labels = np.arange(count, dtype=np.int64) % len(LABELS)
     for index in range(count):
-        images[index] = render(int(labels[index]), np.random.default_rng((seed, _SPLITS[split], index)))
+        images[index] = render(int(labels[index]), np.random.default_rng((seed, _SPLITS[split], index)), size)
     return SyntheticShapes(images=images, labels=labels)
 
 
-def sample(label: str, *, seed: int = 0, variant: int = 0) -> Image.Image:
+def sample(label: str, *, seed: int = 0, variant: int = 0, size: int = IMAGE_SIZE) -> Image.Image:
     """One held-out-style image of a named class, for demos and request examples."""
     rng = np.random.default_rng((seed, 2, LABELS.index(label), variant))
-    return Image.fromarray(render(LABELS.index(label), rng))
+    return Image.fromarray(render(LABELS.index(label), rng, size))
 
 
-def render(label: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws one image of class ``label`` with every nuisance factor drawn from ``rng``."""
-    size = IMAGE_SIZE * _SUPERSAMPLE
+def render(label: int, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Draws one size x size image of class ``label`` with every nuisance factor drawn from ``rng``."""
+    out_size = size
+    supersample = max(2, 128 // size)
+    size = out_size * supersample
     background, foreground = _colours(rng)
     canvas = _background(rng, size, background)
 
@@ -86,7 +88,7 @@ def render(label: int, rng: np.random.Generator) -> np.ndarray:
     canvas.paste(Image.new("RGB", (size, size), foreground), (0, 0), mask)
     _specks(rng, canvas, size)
 
-    small = canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
+    small = canvas.resize((out_size, out_size), Image.Resampling.BOX)
     pixels = np.asarray(small, dtype=np.float32)
     pixels += rng.normal(0.0, rng.uniform(0.0, 14.0), pixels.shape)
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
@@ -123,7 +125,7 @@ def _specks(rng: np.random.Generator, canvas: Image.Image, size: int) -> None:
     draw = ImageDraw.Draw(canvas)
     for _ in range(int(rng.integers(0, 4))):
         x, y = rng.uniform(0, size, 2)
-        r = rng.uniform(1.5, 4.0) * _SUPERSAMPLE / 2
+        r = rng.uniform(1.5, 4.0) * size / (2 * IMAGE_SIZE)
         draw.ellipse((x - r, y - r, x + r, y + r), fill=_rgb(rng.integers(0, 256, 3)))
 
 
