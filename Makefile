@@ -11,7 +11,7 @@ MODEL_DIR ?= dist/model
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo export build test lint format bench deploy clean
+.PHONY: setup demo export build test browser lint format bench bench-export deploy clean
 
 setup: $(VENV)/.installed
 
@@ -38,8 +38,17 @@ build: setup
 	$(BIN)/python layers/sizes.py .aws-sam/build
 
 ## test: lint, then the whole suite (unit, functional, infra)
-test: setup lint
+test: setup browser lint
 	$(BIN)/pytest
+
+# The playground test drives Debian's Chromium (browsers cannot be downloaded here); installed when
+# possible (root + apt), otherwise that one test is skipped with the reason.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: no chromium/chromedriver and no root to install them; the browser test will be skipped"; fi
 
 lint: setup
 	$(BIN)/ruff format --check .
@@ -52,6 +61,9 @@ format: setup
 
 bench: setup
 	$(BIN)/python tests/bench/bench_serving.py
+
+bench-export: setup
+	$(BIN)/python tests/bench/bench_export.py
 
 deploy: build
 	$(BIN)/sam deploy --guided

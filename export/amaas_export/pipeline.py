@@ -124,6 +124,13 @@ def run_export(config: ExportConfig, log: Log = print) -> ExportResult:
         check_size(final_path.stat().st_size, config.max_size_mb)
         reports = _stage_reports(ctx, stages)
         log("stages:\n" + "\n".join(f"  {_row(r)}" for r in reports))
+        if int8 is not None and reports[-1].latency_ms > reports[-2].latency_ms:
+            slower, faster = reports[-1], reports[-2]
+            log(
+                f"note: on this CPU INT8 runs slower than {parent.name} ({slower.latency_ms:.3f} vs "
+                f"{faster.latency_ms:.3f} ms); it ships for its size ({slower.bytes / faster.bytes:.2f}x). "
+                "Use --quantize none to serve the float model."
+            )
 
         staging = work / "artifact"
         staging.mkdir()

@@ -32,11 +32,31 @@ class InvalidRequestError(AmaasError):
     code = "invalid_request"
 
 
+class ForbiddenError(AmaasError):
+    """The request names a resource this deployment may not read (an S3 bucket not configured).
+    HTTP servers should return HTTP_403."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFoundError(AmaasError):
     """No such route. HTTP servers should return HTTP_404."""
 
     status = 404
     code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    """No such model (name or version) on this server. HTTP servers should return HTTP_404."""
+
+    code = "model_not_found"
+
+
+class ImageNotFoundError(NotFoundError):
+    """A referenced image (an S3 object) does not exist. HTTP servers should return HTTP_404."""
+
+    code = "image_not_found"
 
 
 class MethodNotAllowedError(AmaasError):
@@ -53,6 +73,12 @@ class PayloadTooLargeError(AmaasError):
     code = "payload_too_large"
 
 
+class TooManyImagesError(PayloadTooLargeError):
+    """More images in one request than configured. HTTP servers should return HTTP_413."""
+
+    code = "too_many_images"
+
+
 class UnsupportedMediaTypeError(AmaasError):
     """The Content-Type is not one the endpoint accepts. HTTP servers should return HTTP_415."""
 
@@ -65,6 +91,13 @@ class InvalidParameterError(AmaasError):
 
     status = 422
     code = "invalid_parameter"
+
+
+class UpstreamError(AmaasError):
+    """A service the request depends on (S3) failed. HTTP servers should return HTTP_502."""
+
+    status = 502
+    code = "upstream_error"
 
 
 class ModelUnavailableError(AmaasError):

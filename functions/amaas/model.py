@@ -7,7 +7,6 @@ shared by every request and thread (``InferenceSession.run`` is thread-safe).
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -18,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from amaas import preprocessing
-from amaas.errors import ModelUnavailableError
+from amaas.errors import AmaasError, ModelUnavailableError
 from amaas.manifest import MODEL_FILE, Manifest, read_manifest, verify_files
+from amaas.observability import bind_model, logger
 from amaas.postprocessing import Prediction, top_k
-
-logger = logging.getLogger(__name__)
 
 
 def create_session(path: Path, *, threads: int) -> Any:
@@ -95,29 +93,49 @@ class ImageClassifier:
             warm_up = np.zeros([max(d, 1) for d in manifest.input.shape], dtype=manifest.input.dtype)
             session.run(None, {manifest.input.name: warm_up})
             self._manifest, self._session = manifest, session
-            logger.info(
-                "model loaded",
-                extra={
-                    "model": manifest.name,
-                    "version": manifest.version,
-                    "seconds": time.perf_counter() - started,
-                },
-            )
+            bind_model(manifest)
+            logger.info("model loaded", extra={"load_ms": round((time.perf_counter() - started) * 1000, 1)})
+
+    def pixels(self, image: bytes) -> np.ndarray:
+        """One encoded image to uint8 HWC RGB pixels at the model's input geometry."""
+        prep = self.manifest.preprocessing
+        decoded = preprocessing.decode(image, max_pixels=self.max_image_pixels, target=prep.resize)
+        return preprocessing.resize_and_crop(decoded, prep)
 
     def preprocess(self, images: Sequence[bytes]) -> np.ndarray:
-        """Encoded images to one input batch, following the manifest's preprocessing and input spec."""
-        decoded = [preprocessing.decode(data, max_pixels=self.max_image_pixels) for data in images]
-        return preprocessing.prepare(decoded, self.manifest.preprocessing, self.manifest.input)
+        """Encoded images to one input batch, following the manifest's preprocessing and input spec.
+
+        Raises:
+            InvalidImageError, PayloadTooLargeError: For the first image that fails, naming it in a batch.
+        """
+        pixels = []
+        for i, image in enumerate(images):
+            try:
+                pixels.append(self.pixels(image))
+            except AmaasError as exc:
+                if len(images) > 1:
+                    exc.message = f"image {i}: {exc.message}"
+                raise
+        return self.model_input(np.stack(pixels))
+
+    def model_input(self, pixels: np.ndarray) -> np.ndarray:
+        manifest = self.manifest
+        return preprocessing.model_input(pixels, manifest.preprocessing, manifest.input)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         self.load()
         logits: np.ndarray = self._session.run(None, {self.manifest.input.name: batch})[0]
         return logits
 
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Logits for a uint8 NHWC batch already at the input geometry."""
+        return self.predict(self.model_input(pixels))
+
     def postprocess(self, logits: np.ndarray, k: int) -> list[list[Prediction]]:
         return top_k(logits, self.manifest.labels, k)
 
     def classify(self, images: Sequence[bytes], k: int) -> Classification:
+        """Top-``k`` for every image, run as one batch."""
         started = time.perf_counter()
         batch = self.preprocess(images)
         decoded = time.perf_counter()

@@ -15,16 +15,27 @@ from typing import Any
 ENV_MODEL_DIR = "AMAAS_MODEL_DIR"
 ENV_ORT_THREADS = "AMAAS_ORT_THREADS"
 ENV_MAX_BODY_BYTES = "AMAAS_MAX_BODY_BYTES"
+ENV_MAX_IMAGE_BYTES = "AMAAS_MAX_IMAGE_BYTES"
 ENV_MAX_IMAGE_PIXELS = "AMAAS_MAX_IMAGE_PIXELS"
+ENV_MAX_IMAGES = "AMAAS_MAX_IMAGES"
 ENV_DEFAULT_TOP_K = "AMAAS_DEFAULT_TOP_K"
+ENV_S3_BUCKETS = "AMAAS_S3_BUCKETS"
+ENV_MAX_S3_IMAGE_BYTES = "AMAAS_MAX_S3_IMAGE_BYTES"
+ENV_EXPLAIN_GRID = "AMAAS_EXPLAIN_GRID"
 
 _ENV_NAMES = {
     "model_dir": ENV_MODEL_DIR,
     "ort_threads": ENV_ORT_THREADS,
     "max_body_bytes": ENV_MAX_BODY_BYTES,
+    "max_image_bytes": ENV_MAX_IMAGE_BYTES,
     "max_image_pixels": ENV_MAX_IMAGE_PIXELS,
+    "max_images": ENV_MAX_IMAGES,
     "default_top_k": ENV_DEFAULT_TOP_K,
+    "s3_buckets": ENV_S3_BUCKETS,
+    "max_s3_image_bytes": ENV_MAX_S3_IMAGE_BYTES,
+    "explain_grid": ENV_EXPLAIN_GRID,
 }
+MAX_EXPLAIN_GRID = 16
 
 
 @dataclass(frozen=True)
@@ -34,20 +45,32 @@ class Settings:
     ort_threads: ONNX Runtime intra-op threads. Lambda gives one vCPU per 1769 MB of memory.
     max_body_bytes: Largest request body. 4.5 MB of raw image is what fits Lambda's 6 MB synchronous
         payload once API Gateway base64-encodes it.
+    max_image_bytes: Largest single encoded image within a request.
     max_image_pixels: Largest width x height decoded; checked from the header, before decompression.
+    max_images: Most images one request may carry (they run as one batch).
     default_top_k: Predictions returned when the request does not say.
+    s3_buckets: Buckets that ``{"s3": "s3://bucket/key"}`` references may read; none by default.
+    max_s3_image_bytes: Largest image fetched from S3 (those are the ones too big for the payload).
+    explain_grid: Occlusion grid side for explanations (grid x grid model runs).
     """
 
     model_dir: Path = Path("/opt/model")
     ort_threads: int = 1
     max_body_bytes: int = 4_500_000
+    max_image_bytes: int = 4_500_000
     max_image_pixels: int = 40_000_000
+    max_images: int = 16
     default_top_k: int = 5
+    s3_buckets: tuple[str, ...] = ()
+    max_s3_image_bytes: int = 20_000_000
+    explain_grid: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("ort_threads", "max_body_bytes", "max_image_pixels", "default_top_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{_ENV_NAMES[name]} must be a positive integer, got {getattr(self, name)}")
+        for f in fields(self):
+            if f.type == "int" and getattr(self, f.name) < 1:
+                raise ValueError(f"{_ENV_NAMES[f.name]} must be a positive integer, got {getattr(self, f.name)}")
+        if not 2 <= self.explain_grid <= MAX_EXPLAIN_GRID:
+            raise ValueError(f"{ENV_EXPLAIN_GRID} must be between 2 and {MAX_EXPLAIN_GRID}, got {self.explain_grid}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -58,10 +81,15 @@ class Settings:
             raw = environ.get(_ENV_NAMES[f.name])
             if raw is None or raw == "":
                 continue
-            try:
-                values[f.name] = Path(raw) if f.name == "model_dir" else int(raw)
-            except ValueError:
-                raise ValueError(f"{_ENV_NAMES[f.name]} must be an integer, got {raw!r}") from None
+            if f.type == "Path":
+                values[f.name] = Path(raw)
+            elif f.type == "tuple[str, ...]":
+                values[f.name] = tuple(item.strip() for item in raw.split(",") if item.strip())
+            else:
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{_ENV_NAMES[f.name]} must be an integer, got {raw!r}") from None
         settings = cls(**values)
         explicit = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **explicit) if explicit else settings

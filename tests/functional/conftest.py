@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import importlib
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from amaas.cli import main
@@ -73,3 +78,61 @@ def export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Export:
         return ExportRun(code, target, captured.out, captured.err)
 
     return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def amaas(*args: str) -> list[str]:
+    """The `amaas` command, run by this interpreter."""
+    return [sys.executable, "-c", "import sys; from amaas.cli import main; sys.exit(main())", *args]
+
+
+@pytest.fixture(scope="session")
+def local_server(artifact: Path) -> Iterator[str]:
+    """`amaas serve` on 127.0.0.1 with the fixture model; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        amaas("serve", "--model-dir", str(artifact), "--port", str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"amaas serve did not come up:\n{process.communicate()[0]}")
+    yield url
+    process.send_signal(signal.SIGINT)
+    # uvicorn shuts down gracefully, then re-raises the signal, as a Ctrl-C'd program should
+    assert process.wait(timeout=20) in (0, -signal.SIGINT), "Ctrl-C stops the server"
+    assert process.stdout is not None
+    process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def lambda_url(handler_module: Any) -> Iterator[str]:
+    """The Lambda handler behind an emulated API Gateway stage (tests/gateway.py); yields the stage URL."""
+    from tests.gateway import api_gateway
+
+    with api_gateway(handler_module.handler) as url:
+        yield url
+
+
+@pytest.fixture(params=["local", "lambda"])
+def base_url(request: pytest.FixtureRequest) -> str:
+    """Both ways the API is served: `amaas serve`, and the Lambda handler behind API Gateway."""
+    fixture = "local_server" if request.param == "local" else "lambda_url"
+    url: str = request.getfixturevalue(fixture)
+    return url

@@ -3,64 +3,20 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from amaas.manifest import read_manifest
+from tests.functional.conftest import amaas, free_port
 from tests.helpers import event_image, load_event
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def amaas(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from amaas.cli import main; sys.exit(main())", *args]
-
-
-@pytest.fixture(scope="module")
-def server(artifact: Path) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        amaas("serve", "--model-dir", str(artifact), "--port", str(port)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"amaas serve did not come up:\n{process.communicate()[0]}")
-    yield url
-    process.send_signal(signal.SIGINT)
-    # uvicorn shuts down gracefully, then re-raises the signal, as a Ctrl-C'd program should
-    assert process.wait(timeout=20) in (0, -signal.SIGINT), "Ctrl-C stops the server"
-    assert process.stdout is not None
-    process.stdout.close()
-
-
-def test_served_over_http_like_on_lambda(server: str, artifact: Path) -> None:
+def test_served_over_http_like_on_lambda(local_server: str, artifact: Path) -> None:
     image = event_image(load_event("classify_png"))
 
-    response = httpx.post(f"{server}/v1/classify?top_k=3", content=image, headers={"Content-Type": "image/png"})
+    response = httpx.post(f"{local_server}/v1/classify?top_k=3", content=image, headers={"Content-Type": "image/png"})
 
     assert response.status_code == 200
     result = response.json()
@@ -69,8 +25,8 @@ def test_served_over_http_like_on_lambda(server: str, artifact: Path) -> None:
     assert len(response.headers["x-request-id"]) == 32
 
 
-def test_openapi_documents_the_routes_and_errors(server: str) -> None:
-    schema = httpx.get(f"{server}/openapi.json").json()
+def test_openapi_documents_the_routes_and_errors(local_server: str) -> None:
+    schema = httpx.get(f"{local_server}/openapi.json").json()
 
     classify = schema["paths"]["/v1/classify"]["post"]
     assert {"image/png", "image/jpeg", "application/json"} <= set(classify["requestBody"]["content"])

@@ -24,6 +24,7 @@ import importlib.util, json, sys
 assert sys.version_info[:2] == (3, 13), sys.version
 assert importlib.util.find_spec("torch") is None, "torch must not reach the Lambda runtime"
 from amaas.handlers import api
+assert "aws_xray_sdk" in sys.modules, "X-Ray tracing is active"
 
 class Context:
     function_name = "amaas-api"
@@ -62,11 +63,34 @@ def comparable(response: dict[str, Any]) -> dict[str, Any]:
     return {"status": response["statusCode"], "body": body, "content-type": response["headers"].get("content-type")}
 
 
-def test_built_layers_answer_like_the_dev_environment(sam_build: Path, invoke: Invoke) -> None:
+# What the Lambda Python runtime itself provides in /var/runtime (boto3 and its dependencies): X-Ray tracing
+# and S3 references use them, so the layer does not ship them. Pure Python, copied from this environment.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
+
+
+@pytest.fixture(scope="module")
+def var_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import boto3
+
+    site = Path(boto3.__file__).parents[1]
+    target = tmp_path_factory.mktemp("var-runtime")
+    for name in RUNTIME_PROVIDED:
+        source = site / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target / name)
+    return target
+
+
+def test_built_layers_answer_like_the_dev_environment(sam_build: Path, invoke: Invoke, var_runtime: Path) -> None:
     paths = [str(EVENTS / f"{name}.json") for name in EVENT_NAMES]
+    # Lambda's order: the function (/var/task), the layers (/opt/python), then the runtime's own packages
+    path = [sam_build / "ApiFunction", sam_build / "RuntimeLayer" / "python", var_runtime]
     env = {
         "PATH": os.environ["PATH"],
-        "PYTHONPATH": f"{sam_build / 'ApiFunction'}:{sam_build / 'RuntimeLayer' / 'python'}",
+        "PYTHONPATH": os.pathsep.join(map(str, path)),
+        "AWS_LAMBDA_FUNCTION_NAME": "amaas-api",  # as on Lambda: Powertools' Tracer switches itself on
         "AMAAS_MODEL_DIR": str(sam_build / "ModelLayer" / "model"),
         "AMAAS_ORT_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",

@@ -80,14 +80,22 @@ def test_api_gateway_invokes_the_alias_not_latest(transformed: dict[str, Any]) -
     assert all(p["Properties"]["FunctionName"] == {"Ref": alias_name} for p in permissions)
 
 
-def test_api_passes_images_through_as_binary(transformed: dict[str, Any]) -> None:
+def test_api_passes_every_body_through_as_binary(transformed: dict[str, Any]) -> None:
     (api,) = resources_of(transformed, "AWS::ApiGateway::RestApi").values()
 
-    binary = api["Properties"]["BinaryMediaTypes"]
-    assert {"image~1jpeg", "image~1png", "image~1webp", "image~1gif", "image~1bmp", "application~1octet-stream"} <= set(
-        binary
-    )
+    # images, multipart and tritonclient's binary tensors (sent without a Content-Type) all arrive intact
+    assert api["Properties"]["BinaryMediaTypes"] == ["*~1*"]
     assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+
+
+def test_s3_reads_only_when_an_image_bucket_is_configured(transformed: dict[str, Any]) -> None:
+    function = the_function(transformed)
+    (role,) = resources_of(transformed, "AWS::IAM::Role").values()
+
+    assert function["Environment"]["Variables"]["AMAAS_S3_BUCKETS"] == {"Ref": "ImageBucket"}
+    conditional = [p for p in role["Properties"]["Policies"] if "Fn::If" in p]
+    assert conditional and conditional[0]["Fn::If"][0] == "HasImageBucket"
+    assert transformed["Conditions"]["HasImageBucket"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ImageBucket"}, ""]}]}
 
 
 def test_logs_go_to_a_group_with_retention(transformed: dict[str, Any]) -> None:

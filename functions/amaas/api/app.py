@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from amaas import __version__
 from amaas.api.context import RequestContextMiddleware
 from amaas.api.errors import add_exception_handlers
-from amaas.api.routes import classify, health
+from amaas.api.routes import classify, explain, health, playground, v2
 from amaas.model import ImageClassifier
 from amaas.settings import Settings
+
+DESCRIPTION = """Image classification with an INT8 ONNX model.
+
+* `/v1/...`: the image API. Send images as raw bodies, base64 JSON, multipart or S3 references; get top-k
+  predictions or an occlusion explanation.
+* `/v2/...`: the Open Inference Protocol (KServe/Triton V2), with the binary tensor data and
+  classification extensions, so tritonclient and the kserve client work unchanged.
+* `/`: a playground page.
+
+Errors are `{"error": code, "message": text, "request_id": id}` on `/v1` and `{"error": text}` on `/v2`.
+Every response carries `x-request-id`.
+"""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -17,8 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     app = FastAPI(
         title="AMaaS inference API",
-        version="1",
-        description="Image classification with an INT8 ONNX model.",
+        version=__version__,
+        description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
     )
@@ -26,8 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.classifier = ImageClassifier(
         settings.model_dir, threads=settings.ort_threads, max_image_pixels=settings.max_image_pixels
     )
-    app.include_router(classify.router)
-    app.include_router(health.router)
+    for module in (classify, explain, health, v2, playground):
+        app.include_router(module.router)
     add_exception_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -1,12 +1,12 @@
-"""Per-request context as plain ASGI middleware: a request id on every response, and the last line of
-defence that turns any unhandled exception into a generic JSON 500 instead of a crash or a stack trace.
+"""Per-request context as plain ASGI middleware: a request id on every response and log line, one access
+log line and one metrics flush per request, and the last line of defence that turns any unhandled exception
+into a generic JSON 500 instead of a crash or a stack trace.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so it adds no task or body copy to each request.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -14,11 +14,10 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amaas.api.errors import error_response, to_amaas_error
+from amaas.observability import logger, record_request
 
 REQUEST_ID_HEADER = "x-request-id"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-logger = logging.getLogger("amaas.access")
 
 
 class RequestContextMiddleware:
@@ -30,7 +29,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         rid = _pick_request_id(scope)
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -43,25 +43,33 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), rid.encode())]
             await send(message)
 
+        # contextvars: each request (task) sees only its own id, even under a concurrent local server
+        logger.thread_safe_append_keys(request_id=rid)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            logger.exception("unhandled error", extra={"request_id": rid})
+            logger.exception("unhandled error")
             if response_started:
                 raise
-            await error_response(to_amaas_error(exc), rid)(scope, receive, send_with_id)
+            error = to_amaas_error(exc)
+            state["error_code"] = error.code
+            await error_response(error, rid, scope["path"])(scope, receive, send_with_id)
         finally:
+            latency = (time.perf_counter() - started) * 1000
+            route = _route(scope)
             logger.info(
-                "%s %s %d",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "request_id": rid,
-                    "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
-                },
+                "request",
+                extra={"method": scope["method"], "route": route, "status": status, "latency_ms": round(latency, 3)},
             )
+            record_request(scope["method"], route, status, latency, state.get("error_code") if status >= 400 else None)
+            logger.thread_safe_remove_keys(["request_id"])
+
+
+def _route(scope: Scope) -> str:
+    """The route template (``/v2/models/{name}/infer``), so metrics do not fan out per model name or key."""
+    route = scope.get("route")
+    path: str = getattr(route, "path", None) or scope["path"]
+    return path
 
 
 def _pick_request_id(scope: Scope) -> str:

@@ -3,8 +3,6 @@ stack trace, a class name or a path. Statuses come from the exception class, nev
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,8 +17,7 @@ from amaas.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-
-logger = logging.getLogger(__name__)
+from amaas.observability import logger
 
 _HTTP_ERRORS: dict[int, type[AmaasError]] = {
     404: NotFoundError,
@@ -31,7 +28,14 @@ _HTTP_ERRORS: dict[int, type[AmaasError]] = {
 }
 
 
-def error_response(exc: AmaasError, request_id: str) -> JSONResponse:
+OIP_PREFIX = "/v2"
+
+
+def error_response(exc: AmaasError, request_id: str, path: str = "") -> JSONResponse:
+    """The error body: ``{"error", "message", "request_id"}``, or on Open Inference Protocol routes the
+    protocol's own ``{"error": "<message>"}`` (its clients read that field as the message)."""
+    if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
+        return JSONResponse(status_code=exc.status, content={"error": exc.message})
     return JSONResponse(
         status_code=exc.status,
         content={"error": exc.code, "message": exc.message, "request_id": request_id},
@@ -65,7 +69,8 @@ def add_exception_handlers(app: FastAPI) -> None:
         error = to_amaas_error(exc)
         if error.status >= 500:
             logger.error("%s: %s", error.code, error.message, exc_info=exc)
-        return error_response(error, getattr(request.state, "request_id", ""))
+        request.state.error_code = error.code
+        return error_response(error, getattr(request.state, "request_id", ""), request.url.path)
 
     for kind in (AmaasError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, handle)

@@ -1,61 +1,126 @@
-"""Request bodies to encoded image bytes: raw image bodies or JSON ``{"image": "<base64>"}``."""
+"""Request bodies to encoded images, in every form clients send them.
+
+One image: a raw body (``image/*`` or octet-stream), JSON ``{"image": "<base64>"}``, JSON ``{"s3": "s3://b/k"}``,
+or multipart with one ``image`` field. Several: JSON ``{"images": [...]}`` (each base64 or ``{"s3": ...}``) or
+multipart with several ``images`` fields; those answer as ``{"results": [...]}`` in request order.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from amaas.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from amaas import storage
+from amaas.errors import (
+    InvalidRequestError,
+    PayloadTooLargeError,
+    TooManyImagesError,
+    UnsupportedMediaTypeError,
+)
+from amaas.settings import Settings
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
 RAW_MEDIA_TYPES = (*IMAGE_MEDIA_TYPES, "application/octet-stream")
 JSON_MEDIA_TYPE = "application/json"
+MULTIPART_MEDIA_TYPE = "multipart/form-data"
 
-# For the OpenAPI schema: what POST /v1/classify accepts.
-CLASSIFY_REQUEST_BODY: dict[str, Any] = {
+_IMAGE_JSON: dict[str, Any] = {
+    "oneOf": [
+        {"type": "string", "format": "byte", "description": "base64 image (a data: URL prefix is allowed)"},
+        {"type": "object", "required": ["s3"], "properties": {"s3": {"type": "string", "example": "s3://bucket/key"}}},
+    ]
+}
+# For the OpenAPI schema: what the image endpoints accept.
+IMAGE_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
         **{media: {"schema": {"type": "string", "format": "binary"}} for media in RAW_MEDIA_TYPES},
         JSON_MEDIA_TYPE: {
             "schema": {
                 "type": "object",
-                "required": ["image"],
-                "properties": {"image": {"type": "string", "format": "byte", "description": "base64 image"}},
+                "properties": {
+                    "image": _IMAGE_JSON,
+                    "images": {"type": "array", "items": _IMAGE_JSON},
+                    "s3": {"type": "string", "example": "s3://bucket/key"},
+                },
+            }
+        },
+        MULTIPART_MEDIA_TYPE: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "image": {"type": "string", "format": "binary"},
+                    "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                },
             }
         },
     },
 }
 
 
-async def read_image(request: Request, max_body_bytes: int) -> bytes:
-    """The one encoded image a request carries.
+@dataclass(frozen=True)
+class ImageInput:
+    """One image as sent: its bytes, or an S3 reference to fetch."""
+
+    data: bytes | None = None
+    s3: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    inputs: tuple[ImageInput, ...]
+    batch: bool
+
+
+async def read_images(request: Request, settings: Settings) -> ImageRequest:
+    """Parses the body into images, enforcing the size and count limits.
 
     Raises:
-        UnsupportedMediaTypeError: Content-Type is neither an image type, octet-stream nor JSON.
-        PayloadTooLargeError: The body is larger than ``max_body_bytes``.
-        InvalidRequestError: JSON that is not ``{"image": "<base64>"}``.
+        UnsupportedMediaTypeError: Content-Type is not an image type, octet-stream, JSON or multipart.
+        PayloadTooLargeError: The body or one image is over its limit.
+        TooManyImagesError: More images than ``settings.max_images``.
+        InvalidRequestError: Malformed JSON, base64 or multipart.
     """
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type not in (*RAW_MEDIA_TYPES, JSON_MEDIA_TYPE):
+    if media_type not in (*RAW_MEDIA_TYPES, JSON_MEDIA_TYPE, MULTIPART_MEDIA_TYPE):
         shown = media_type or "none"
         raise UnsupportedMediaTypeError(
-            f"Content-Type {shown} is not supported; send {', '.join(RAW_MEDIA_TYPES)} or {JSON_MEDIA_TYPE}"
+            f"Content-Type {shown} is not supported; send {', '.join(RAW_MEDIA_TYPES)}, "
+            f"{JSON_MEDIA_TYPE} or {MULTIPART_MEDIA_TYPE}"
         )
-    body = await _read_body(request, max_body_bytes)
-    if media_type != JSON_MEDIA_TYPE:
-        return body
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequestError("the body is not valid JSON") from None
-    encoded = document.get("image") if isinstance(document, dict) else None
-    if not isinstance(encoded, str):
-        raise InvalidRequestError('JSON bodies must be {"image": "<base64-encoded image>"}')
-    return decode_base64(encoded)
+    body = await read_body(request, settings.max_body_bytes)
+    if media_type == JSON_MEDIA_TYPE:
+        parsed = _from_json(body)
+    elif media_type == MULTIPART_MEDIA_TYPE:
+        parsed = await _from_multipart(request, body)
+    else:
+        parsed = ImageRequest((ImageInput(data=body),), batch=False)
+    if not parsed.inputs:
+        raise InvalidRequestError("the request carried no images")
+    if len(parsed.inputs) > settings.max_images:
+        raise TooManyImagesError(f"{len(parsed.inputs)} images in one request; the limit is {settings.max_images}")
+    for i, item in enumerate(parsed.inputs):
+        if item.data is not None and len(item.data) > settings.max_image_bytes:
+            which = f"image {i}" if parsed.batch else "the image"
+            raise PayloadTooLargeError(f"{which} is {len(item.data)} bytes; the limit is {settings.max_image_bytes}")
+    return parsed
+
+
+def load_images(parsed: ImageRequest, settings: Settings) -> list[bytes]:
+    """The bytes of every image, fetching S3 references (blocking: run it off the event loop)."""
+    return [
+        item.data
+        if item.data is not None
+        else storage.fetch(str(item.s3), allowed_buckets=settings.s3_buckets, max_bytes=settings.max_s3_image_bytes)
+        for item in parsed.inputs
+    ]
 
 
 def decode_base64(encoded: str) -> bytes:
@@ -63,17 +128,14 @@ def decode_base64(encoded: str) -> bytes:
     if encoded.startswith("data:"):
         encoded = encoded.partition(",")[2]
     encoded = "".join(encoded.split())
+    urlsafe = "-" in encoded or "_" in encoded
     try:
-        return base64.b64decode(
-            encoded + "=" * (-len(encoded) % 4),
-            altchars=b"-_" if "-" in encoded or "_" in encoded else None,
-            validate=True,
-        )
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_" if urlsafe else None, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequestError("the image field is not valid base64") from None
+        raise InvalidRequestError("an image is not valid base64") from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """Reads at most ``limit`` bytes, refusing early on a declared Content-Length over the limit."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -86,3 +148,57 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLargeError(f"the body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _from_json(body: bytes) -> ImageRequest:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRequestError("the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidRequestError('JSON bodies must be an object: {"image": ...}, {"images": [...]} or {"s3": ...}')
+    if "images" in document:
+        items = document["images"]
+        if not isinstance(items, list):
+            raise InvalidRequestError('"images" must be a list of base64 strings or {"s3": "s3://..."} objects')
+        return ImageRequest(tuple(_json_image(item) for item in items), batch=True)
+    if "image" in document:
+        return ImageRequest((_json_image(document["image"]),), batch=False)
+    if "s3" in document:
+        return ImageRequest((_json_image({"s3": document["s3"]}),), batch=False)
+    raise InvalidRequestError('JSON bodies need "image": "<base64>", "images": [...] or "s3": "s3://bucket/key"')
+
+
+def _json_image(item: Any) -> ImageInput:
+    if isinstance(item, str):
+        return ImageInput(data=decode_base64(item))
+    if isinstance(item, dict) and isinstance(item.get("s3"), str):
+        storage.parse_s3_uri(item["s3"])
+        return ImageInput(s3=item["s3"])
+    raise InvalidRequestError('each image must be a base64 string or {"s3": "s3://bucket/key"}')
+
+
+async def _from_multipart(request: Request, body: bytes) -> ImageRequest:
+    async def replay() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    # The body is already capped at max_body_bytes, so starlette's generous part limits cost nothing; the
+    # image count is checked by the caller, with the same error as for JSON.
+    parser = MultiPartParser(request.headers, replay())
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidRequestError(f"the multipart body is malformed: {exc.message}") from None
+    try:
+        many, one = form.getlist("images"), form.getlist("image")
+        if many and one:
+            raise InvalidRequestError('send either one "image" field or "images" fields, not both')
+        files = many or one
+        if any(isinstance(f, str) for f in files):
+            raise InvalidRequestError('"image" and "images" fields must be files')
+        datas = [await f.read() for f in files if not isinstance(f, str)]
+    finally:
+        await form.close()
+    if one and len(one) > 1:
+        raise InvalidRequestError('several images go in "images" fields; "image" takes one')
+    return ImageRequest(tuple(ImageInput(data=d) for d in datas), batch=bool(many))

@@ -12,14 +12,15 @@ from mangum import Mangum
 
 from amaas.api.app import create_app
 from amaas.errors import ModelUnavailableError
+from amaas.observability import logger, tracer
 
-# Our access line (amaas.access) carries the request id, status and latency; Mangum's own one is noise.
+# Our access line carries the request id, status and latency; Mangum's own one is noise.
 logging.getLogger("mangum").setLevel(logging.WARNING)
 
 app = create_app()
 try:
     app.state.classifier.load()
 except ModelUnavailableError as exc:
-    logging.getLogger(__name__).error("model not loaded at init: %s", exc.message)
+    logger.error("model not loaded at init", extra={"reason": exc.message})
 
-handler = Mangum(app, lifespan="off")
+handler = tracer.capture_lambda_handler(logger.inject_lambda_context(Mangum(app, lifespan="off")))

@@ -1,0 +1,182 @@
+"""Open Inference Protocol (V2) REST routes: server and model metadata, health, and infer.
+
+The model takes either its own tensor (already preprocessed, as in the manifest) or ``image``: BYTES, one
+encoded image per element, which the server decodes and preprocesses with the manifest. Errors are the
+protocol's ``{"error": "..."}`` (see ``amaas.api.errors``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from amaas import __version__
+from amaas.api.deps import get_classifier, get_settings, run_blocking
+from amaas.api.inputs import read_body
+from amaas.api.oip import HEADER_LENGTH, NUMPY_DATATYPES, InferRequest, Tensor, encode_response, parse_request
+from amaas.errors import InvalidRequestError, ModelNotFoundError, ModelUnavailableError, TooManyImagesError
+from amaas.manifest import Manifest
+from amaas.model import ImageClassifier
+from amaas.observability import record_predictions
+from amaas.postprocessing import top_k
+from amaas.settings import Settings
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+
+SERVER_NAME = "amaas"
+EXTENSIONS = ["binary_tensor_data", "classification"]
+PLATFORM = "onnx_onnxv1"
+BYTES_INPUT = "image"
+
+Classifier = Annotated[ImageClassifier, Depends(get_classifier)]
+
+
+@router.get("")
+async def server_metadata() -> dict[str, Any]:
+    return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+
+@router.get("/health/live")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready")
+async def ready(request: Request, classifier: Classifier) -> JSONResponse:
+    try:
+        await run_blocking(request, classifier.load)
+    except ModelUnavailableError:
+        return JSONResponse({"ready": False}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+@router.get("/models/{name}")
+@router.get("/models/{name}/versions/{version}")
+async def model_metadata(
+    request: Request, classifier: Classifier, name: str, version: str | None = None
+) -> dict[str, Any]:
+    manifest = await _model(request, classifier, name, version)
+    own = manifest.input
+    return {
+        "name": manifest.name,
+        "versions": [manifest.version],
+        "platform": PLATFORM,
+        "inputs": [
+            {"name": own.name, "datatype": _datatype(own.dtype), "shape": list(own.shape)},
+            {"name": _bytes_input(manifest), "datatype": "BYTES", "shape": [-1]},
+        ],
+        "outputs": [{"name": manifest.output.name, "datatype": "FP32", "shape": list(manifest.output.shape)}],
+    }
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_ready(
+    request: Request, classifier: Classifier, name: str, version: str | None = None
+) -> dict[str, Any]:
+    manifest = await _model(request, classifier, name, version)
+    return {"name": manifest.name, "ready": True}
+
+
+@router.post("/models/{name}/infer")
+@router.post("/models/{name}/versions/{version}/infer")
+async def infer(
+    request: Request,
+    classifier: Classifier,
+    settings: Annotated[Settings, Depends(get_settings)],
+    name: str,
+    version: str | None = None,
+) -> Response:
+    """Infer on the model's own tensor input or on encoded images (``image``, BYTES), in JSON or with the
+    binary tensor data extension (``Inference-Header-Content-Length``)."""
+    manifest = await _model(request, classifier, name, version)
+    header = request.headers.get(HEADER_LENGTH)
+    if header is not None and not header.isdigit():
+        raise InvalidRequestError(f"{HEADER_LENGTH} must be a byte count")
+    body = await read_body(request, settings.max_body_bytes)
+    parsed = parse_request(body, int(header) if header is not None else None)
+    logits, labels = await run_blocking(request, _run, classifier, settings, manifest, parsed)
+    outputs = _outputs(manifest, parsed, logits, labels)
+    content, headers = encode_response(manifest.name, manifest.version, parsed.id, outputs)
+    return Response(content=content, headers=headers)
+
+
+async def _model(request: Request, classifier: ImageClassifier, name: str, version: str | None) -> Manifest:
+    await run_blocking(request, classifier.load)
+    manifest = classifier.manifest
+    if name != manifest.name or version not in (None, "", manifest.version):
+        served = f"{manifest.name} version {manifest.version}"
+        raise ModelNotFoundError(f"no model {name}{f' version {version}' if version else ''}; this server has {served}")
+    return manifest
+
+
+def _bytes_input(manifest: Manifest) -> str:
+    return BYTES_INPUT if manifest.input.name != BYTES_INPUT else f"{BYTES_INPUT}_bytes"
+
+
+def _datatype(dtype: str) -> str:
+    return NUMPY_DATATYPES.get(dtype, dtype.upper())
+
+
+def _run(
+    classifier: ImageClassifier, settings: Settings, manifest: Manifest, parsed: InferRequest
+) -> tuple[np.ndarray, list[str]]:
+    if len(parsed.inputs) != 1:
+        raise InvalidRequestError(f"this model takes one input, got {len(parsed.inputs)}")
+    (tensor,) = parsed.inputs
+    if tensor.name == _bytes_input(manifest):
+        if tensor.datatype != "BYTES" or not isinstance(tensor.data, list):
+            raise InvalidRequestError(f"input {tensor.name} must be BYTES: one encoded image per element")
+        if len(tensor.data) > settings.max_images:
+            raise TooManyImagesError(f"{len(tensor.data)} images in one request; the limit is {settings.max_images}")
+        logits = classifier.predict(classifier.preprocess(tensor.data))
+    elif tensor.name == manifest.input.name:
+        expected = _datatype(manifest.input.dtype)
+        if tensor.datatype != expected or not isinstance(tensor.data, np.ndarray):
+            raise InvalidRequestError(f"input {tensor.name} must be {expected}")
+        wanted = manifest.input.shape[1:]
+        if len(tensor.shape) != len(manifest.input.shape) or tensor.shape[1:] != wanted:
+            raise InvalidRequestError(f"input {tensor.name} must have shape [-1, {', '.join(map(str, wanted))}]")
+        if tensor.shape[0] > settings.max_images:
+            raise TooManyImagesError(f"a batch of {tensor.shape[0]}; the limit is {settings.max_images}")
+        logits = classifier.predict(np.ascontiguousarray(tensor.data))
+    else:
+        raise InvalidRequestError(
+            f"unknown input {tensor.name}; this model takes {manifest.input.name} "
+            f"({_datatype(manifest.input.dtype)} {list(manifest.input.shape)}) or {_bytes_input(manifest)} (BYTES [-1])"
+        )
+    predictions = top_k(logits, manifest.labels, 1)
+    record_predictions(predictions)
+    return logits, list(manifest.labels)
+
+
+def _outputs(
+    manifest: Manifest, parsed: InferRequest, logits: np.ndarray, labels: list[str]
+) -> list[tuple[Tensor, bool]]:
+    name = manifest.output.name
+    logits = logits.astype(np.float32)
+    requested = parsed.outputs or []
+    if not requested:
+        return [(Tensor(name, "FP32", tuple(logits.shape), logits), parsed.binary_outputs)]
+    outputs = []
+    for out in requested:
+        if out.name != name:
+            raise InvalidRequestError(f"unknown output {out.name}; this model outputs {name}")
+        binary = parsed.binary_outputs if out.binary is None else out.binary
+        if out.classification:
+            outputs.append((_classification(name, logits, labels, out.classification), binary))
+        else:
+            outputs.append((Tensor(name, "FP32", tuple(logits.shape), logits), binary))
+    return outputs
+
+
+def _classification(name: str, logits: np.ndarray, labels: list[str], k: int) -> Tensor:
+    """Triton's classification extension: the top ``k`` as ``"<value>:<index>:<label>"`` strings, where value
+    is the output's own value (here the logit), highest first."""
+    k = min(k, logits.shape[1])
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    items = [f"{logits[row, i]:f}:{i}:{labels[i]}".encode() for row in range(len(logits)) for i in order[row]]
+    return Tensor(name, "BYTES", (len(logits), k), items)

@@ -1,0 +1,80 @@
+"""Structured logs, CloudWatch metrics and X-Ray traces through Powertools for AWS Lambda.
+
+The same code runs on Lambda and under ``amaas serve``: logs are JSON lines on stdout; metrics are CloudWatch
+Embedded Metric Format lines on stdout (CloudWatch turns them into metrics on Lambda; locally they stay in
+the log); traces go to X-Ray on Lambda, and the Tracer switches itself off anywhere else. Image bytes are
+never logged.
+
+Service name and namespace come from Powertools' own variables, ``POWERTOOLS_SERVICE_NAME`` and
+``POWERTOOLS_METRICS_NAMESPACE``, set in template.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+
+from amaas.manifest import Manifest
+from amaas.postprocessing import Prediction
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "amaas")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AMaaS")
+
+
+class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` is when a record is emitted, not the one at import: servers and test
+    runners swap it, and a log line must follow."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+logger = Logger(service=SERVICE, logger_handler=_CurrentStdout())
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+
+_served: dict[str, str] = {}
+
+
+def bind_model(manifest: Manifest) -> None:
+    """Every log line and metric from now on names the served model, so a rollout can be watched."""
+    logger.append_keys(model=manifest.name, model_version=manifest.version, model_sha256=manifest.model_sha256[:12])
+    _served["model_version"] = manifest.version
+
+
+def record_request(method: str, route: str, status: int, latency_ms: float, error_code: str | None) -> None:
+    """One request's metrics, flushed at once (on Lambda a request is an invocation)."""
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    if error_code:
+        with single_metric(name="Errors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="code", value=error_code)
+            metric.add_dimension(name="service", value=SERVICE)
+    metrics.add_metadata(key="route", value=f"{method} {route}")
+    if "model_version" in _served:
+        metrics.add_dimension(name="model_version", value=_served["model_version"])
+    metrics.flush_metrics()
+
+
+def record_predictions(predictions: Sequence[Sequence[Prediction]]) -> None:
+    """Predicted class counts and top-1 confidence: the signals of data drift and of a bad model."""
+    for ranked in predictions:
+        if not ranked:
+            continue
+        top = ranked[0]
+        metrics.add_metric(name="Top1Confidence", unit=MetricUnit.NoUnit, value=round(top.score, 4))
+        with single_metric(name="Predictions", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="label", value=top.label)
+            metric.add_dimension(name="service", value=SERVICE)

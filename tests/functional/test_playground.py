@@ -1,0 +1,98 @@
+"""The playground page in a real headless Chromium (Debian's chromium + chromium-driver, driven by selenium):
+upload an image, see the predictions and the heatmap, locally and under an API Gateway stage prefix."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from amaas_export.data import synthetic
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def test_page_is_self_contained(base_url: str) -> None:
+    page = httpx.get(f"{base_url}/")
+
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", page.text), "no external scripts, styles or fonts"
+    assert "fetch(base + path" in page.text
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--window-size=1200,900",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def upload_and_wait(driver: object, url: str, image: Path) -> tuple[list[str], int]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "file").send_keys(str(image))  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#predictions li"))
+    heatmap_ready = "const h = document.getElementById('heatmap'); return h.complete && h.naturalWidth > 0;"
+    wait.until(lambda d: d.execute_script(heatmap_ready))
+    labels = [
+        li.find_element(By.CLASS_NAME, "label").text for li in driver.find_elements(By.CSS_SELECTOR, "#predictions li")
+    ]  # type: ignore[attr-defined]
+    width: int = driver.execute_script("return document.getElementById('heatmap').naturalWidth")  # type: ignore[attr-defined]
+    return labels, width
+
+
+@pytest.mark.parametrize("where", ["local", "lambda"])
+def test_upload_shows_predictions_and_heatmap(
+    browser: object, where: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # GIVEN the page served locally at / or by Lambda under the /prod stage
+    url = request.getfixturevalue("local_server" if where == "local" else "lambda_url")
+    image = tmp_path / "star.png"
+    synthetic.sample("star", variant=1).resize((128, 128)).save(image)
+
+    # WHEN a user picks an image
+    labels, heatmap_width = upload_and_wait(browser, url, image)
+
+    # THEN the top 5 appear with the right class first, and the heatmap loads
+    assert len(labels) == 5 and labels[0] == "star"
+    assert heatmap_width == 224
+    from selenium.webdriver.common.by import By
+
+    assert "cifar-cnn-synthetic" in browser.find_element(By.ID, "model").text  # type: ignore[attr-defined]
+
+
+def test_screenshot(browser: object, local_server: str, tmp_path: Path) -> None:
+    image = tmp_path / "heart.png"
+    synthetic.sample("heart", variant=2).resize((128, 128)).save(image)
+    upload_and_wait(browser, local_server, image)
+
+    png = browser.get_screenshot_as_png()  # type: ignore[attr-defined]
+    (tmp_path / "playground.png").write_bytes(png)
+
+    with Image.open(io.BytesIO(png)) as shot:
+        assert shot.size[0] >= 1000
+        colours = shot.convert("RGB").resize((120, 90)).getcolors(maxcolors=120 * 90)
+        assert colours is not None and len(colours) > 50, "a rendered page, not a blank screen"
