@@ -78,3 +78,15 @@ def record_predictions(predictions: Sequence[Sequence[Prediction]]) -> None:
         with single_metric(name="Predictions", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
             metric.add_dimension(name="label", value=top.label)
             metric.add_dimension(name="service", value=SERVICE)
+
+
+def record_batch(messages: int, failed: int, results: Sequence[dict[str, Any]]) -> None:
+    """One SQS batch: messages in, messages sent back for retry, images classified, images in error."""
+    errors = sum(1 for r in results if r["status"] != "ok")
+    metrics.add_metric(name="BatchMessages", unit=MetricUnit.Count, value=messages)
+    metrics.add_metric(name="BatchRetries", unit=MetricUnit.Count, value=failed)
+    metrics.add_metric(name="BatchImages", unit=MetricUnit.Count, value=len(results) - errors)
+    metrics.add_metric(name="BatchImageErrors", unit=MetricUnit.Count, value=errors)
+    if "model_version" in _served:
+        metrics.add_dimension(name="model_version", value=_served["model_version"])
+    metrics.flush_metrics()

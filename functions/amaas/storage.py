@@ -32,7 +32,7 @@ def _client() -> Any:
     return boto3.client("s3")
 
 
-def fetch(uri: str, *, allowed_buckets: tuple[str, ...], max_bytes: int) -> bytes:
+def fetch(uri: str, *, allowed_buckets: tuple[str, ...], max_bytes: int, version: str | None = None) -> bytes:
     """Reads one object, refusing buckets not allowed and objects over ``max_bytes`` before downloading.
 
     Raises:
@@ -47,7 +47,8 @@ def fetch(uri: str, *, allowed_buckets: tuple[str, ...], max_bytes: int) -> byte
     if bucket not in allowed_buckets:
         raise ForbiddenError(f"bucket {bucket} is not one this API may read (configure AMAAS_S3_BUCKETS)")
     try:
-        response = _client().get_object(Bucket=bucket, Key=key)
+        extra = {"VersionId": version} if version else {}
+        response = _client().get_object(Bucket=bucket, Key=key, **extra)
         size = int(response["ContentLength"])
         if size > max_bytes:
             response["Body"].close()
@@ -63,3 +64,17 @@ def fetch(uri: str, *, allowed_buckets: tuple[str, ...], max_bytes: int) -> byte
         raise UpstreamError(f"S3 failed to return s3://{bucket}/{key} ({code or 'error'})") from exc
     except BotoCoreError as exc:
         raise UpstreamError(f"S3 could not be reached for s3://{bucket}/{key}") from exc
+
+
+def put(bucket: str, key: str, body: bytes, content_type: str) -> None:
+    """Writes one object (server-side encrypted by the bucket's default).
+
+    Raises:
+        UpstreamError: S3 refused or could not be reached.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        _client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError(f"S3 failed to store s3://{bucket}/{key}") from exc

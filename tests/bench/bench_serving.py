@@ -8,12 +8,18 @@ Prints:
   - warm latency per request (batch 1, 1 ORT thread): raw ``session.run`` on a ready tensor (the floor),
     ``ImageClassifier.classify`` (decode + preprocess + run + top-k), and the whole Lambda handler
     (API Gateway event → Mangum → FastAPI → JSON), with the ratio of each to the floor;
-  - FP32 vs INT8 is in the artifact's MODEL_CARD.md (sizes, accuracy); latency per stage is issue #3's job.
+  - batching: one request of 8 images against 8 requests of one (per image);
+  - explanations: occlusion at grid 8 and 16 (65 and 257 model runs) through ``amaas.explain``;
+  - FP32 vs INT8 and the other export stages are in the artifact's MODEL_CARD.md.
+
+For an ImageNet-sized model: ``amaas export --arch resnet18 --data synthetic:300 --epochs 1 --image-size 224
+--max-accuracy-drop 100 --out dist/resnet18`` (accuracy is irrelevant to timing), then ``--model-dir dist/resnet18``.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import statistics
@@ -76,6 +82,7 @@ def main() -> None:
     if not (args.model_dir / "manifest.json").is_file():
         sys.exit(f"no artifact at {args.model_dir}; run `make export` (or pass --model-dir)")
 
+    from amaas import explain
     from amaas.model import ImageClassifier
     from amaas.preprocessing import decode, prepare
     from tests.helpers import LambdaContext, event_image, load_event
@@ -101,6 +108,17 @@ def main() -> None:
     wrapper = timed(lambda: classifier.classify([image], 5), n)
     handler = timed(lambda: api.handler(event, context), n)
     assert json.loads(api.handler(event, context)["body"])["predictions"]
+    batch_event = {
+        **event,
+        "body": json.dumps({"images": [base64.b64encode(image).decode()] * 8}),
+        "isBase64Encoded": False,
+        "headers": {**event["headers"], "Content-Type": "application/json"},
+        "multiValueHeaders": {**event["multiValueHeaders"], "Content-Type": ["application/json"]},
+    }
+    batched = timed(lambda: api.handler(batch_event, context), max(n // 8, 20))
+    explain_runs = max(5, min(50, n // 20))
+    explain8 = timed(lambda: explain.occlusion(classifier, image, grid=8), explain_runs)
+    explain16 = timed(lambda: explain.occlusion(classifier, image, grid=16), explain_runs)
 
     manifest = classifier.manifest
     print(f"model: {manifest.name} {manifest.version} ({manifest.architecture}, input {list(manifest.input.shape)})")
@@ -119,6 +137,13 @@ def main() -> None:
     ]:
         p50 = statistics.median(samples)
         print(f"  {name:<46} {p50:8.3f}  {percentile(samples, 0.99):8.3f}   {p50 / base:6.2f}x")
+    single, per_image = statistics.median(handler), statistics.median(batched) / 8
+    print(
+        f"batching: 8 images in one request {per_image:.3f} ms per image, "
+        f"{single:.3f} ms alone ({per_image / single:.2f}x)"
+    )
+    e8, e16 = statistics.median(explain8), statistics.median(explain16)
+    print(f"explanations (n={explain_runs}, p50): grid 8 (65 model runs) {e8:.1f} ms, grid 16 (257 runs) {e16:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -149,7 +149,11 @@ def test_unknown_routes_and_methods(invoke: Invoke, method: str, path: str, stat
 
 def test_json_body_with_bad_base64_or_shape_is_400(invoke: Invoke) -> None:
     event = load_event("classify_json")
-    for payload, fragment in [('{"image": "***"}', "base64"), ('{"picture": "x"}', '"image": "<base64>"'), ("[1, 2", "JSON")]:
+    for payload, fragment in [
+        ('{"image": "***"}', "base64"),
+        ('{"picture": "x"}', '"image": "<base64>"'),
+        ("[1, 2", "JSON"),
+    ]:
         event["body"] = payload
         response = invoke(event)
         assert response["statusCode"] == 400

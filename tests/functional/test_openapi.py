@@ -46,3 +46,10 @@ def test_open_inference_protocol_routes_are_listed(schema: dict[str, Any]) -> No
         "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
         "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer",
     } <= set(schema["paths"])  # fmt: skip
+
+
+def test_infer_documents_json_and_binary_bodies(schema: dict[str, Any]) -> None:
+    operation = schema["paths"]["/v2/models/{name}/infer"]["post"]
+
+    assert {"application/json", "application/octet-stream"} <= set(operation["requestBody"]["content"])
+    assert {"200", "400", "404", "413"} <= set(operation["responses"])

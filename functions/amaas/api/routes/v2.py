@@ -33,6 +33,56 @@ BYTES_INPUT = "image"
 
 Classifier = Annotated[ImageClassifier, Depends(get_classifier)]
 
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string", "example": "BYTES"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "data": {"type": "array", "items": {}},
+        "parameters": {"type": "object", "description": "binary_data_size; content_type: base64 for BYTES"},
+    },
+}
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+INFER_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "inputs": {"type": "array", "items": _TENSOR},
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+                        },
+                    },
+                    "parameters": {"type": "object", "description": "binary_data_output, content_type"},
+                },
+            }
+        },
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "binary tensor data extension: a JSON header of Inference-Header-Content-Length "
+            "bytes, then the tensors",
+        },
+    },
+}
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "outputs; binary ones after a JSON header when asked for",
+        "content": {"application/json": {}},
+    },
+    400: {"description": "malformed request, unknown input or output", **_ERROR},
+    404: {"description": "no such model or version", **_ERROR},
+    413: {"description": "body or batch over the limit", **_ERROR},
+}
+
 
 @router.get("")
 async def server_metadata() -> dict[str, Any]:
@@ -81,8 +131,12 @@ async def model_ready(
     return {"name": manifest.name, "ready": True}
 
 
-@router.post("/models/{name}/infer")
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post("/models/{name}/infer", responses=INFER_RESPONSES, openapi_extra={"requestBody": INFER_REQUEST_BODY})
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    responses=INFER_RESPONSES,
+    openapi_extra={"requestBody": INFER_REQUEST_BODY},
+)
 async def infer(
     request: Request,
     classifier: Classifier,
