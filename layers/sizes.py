@@ -57,12 +57,12 @@ def measure(build_dir: Path) -> list[FunctionSize]:
 def report(sizes: list[FunctionSize]) -> list[str]:
     """Prints a table and returns the list of limits broken."""
     problems = []
-    print(f"{'function':<20} {'code MB':>8} {'layers MB':>10} {'total MB':>9}  (limit {LIMIT_BYTES / 1e6:.1f} MB)")
+    print(f"{'function':<24} {'code MB':>8} {'layers MB':>10} {'total MB':>9}  (limit {LIMIT_BYTES / 1e6:.1f} MB)")
     for size in sizes:
         layers = sum(size.layers.values())
-        print(f"{size.name:<20} {size.code / 1e6:>8.2f} {layers / 1e6:>10.2f} {size.total / 1e6:>9.2f}")
+        print(f"{size.name:<24} {size.code / 1e6:>8.2f} {layers / 1e6:>10.2f} {size.total / 1e6:>9.2f}")
         for layer, layer_size in size.layers.items():
-            print(f"  {layer:<18} {layer_size / 1e6:>19.2f}")
+            print(f"  {layer:<22} {layer_size / 1e6:>19.2f}")
         if size.total > LIMIT_BYTES:
             problems.append(
                 f"{size.name} is {size.total / 1e6:.1f} MB unzipped; Lambda's limit is {LIMIT_BYTES / 1e6:.1f} MB"

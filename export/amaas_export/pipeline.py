@@ -40,6 +40,7 @@ from amaas_export.config import ExportConfig, QuantizationConfig, write_config_f
 from amaas_export.errors import ConfigError, GateError
 from amaas_export.evaluate import onnx_predict, top1
 from amaas_export.gates import check_accuracy_drop, check_prune_drop, check_size
+from amaas_export.golden import golden_samples
 from amaas_export.measure import StageReport, graph_stats, latencies_ms, round_robin_ms, session_create_ms
 from amaas_export.optimize import fold_normalization, optimize_offline
 from amaas_export.quantize import candidates, quantize_int8
@@ -485,13 +486,17 @@ def _output_name(path: Path) -> str:
 
 
 def _write_artifact(ctx: Context, staging: Path, manifest: Manifest, reports: list[StageReport]) -> None:
+    golden = golden_samples(
+        staging, staging / MODEL_FILE, manifest.input, manifest.preprocessing, manifest.labels, ctx.dataset.test
+    )
+    ctx.log(f"golden: {len(golden)} held-out images with the served model's answers, for the pre-traffic check")
     stage_chart(reports, staging / CHART_FILE, f"{manifest.name}: accuracy vs latency (marker area: file size)")
     write_config_file(staging / CONFIG_FILE, ctx.config)
     (staging / CARD_FILE).write_text(render_card(manifest, chart=CHART_FILE, config_file=CONFIG_FILE), encoding="utf-8")
 
 
 def _finish(staging: Path, manifest: Manifest) -> Manifest:
-    files = {p.name: file_entry(p) for p in sorted(staging.iterdir())}
+    files = {p.relative_to(staging).as_posix(): file_entry(p) for p in sorted(staging.rglob("*")) if p.is_file()}
     manifest = replace(manifest, files=files)
     write_manifest(staging, manifest)
     return manifest

@@ -1,4 +1,4 @@
-"""The ``amaas`` command: ``export`` a model, ``serve`` it locally, or run the ``demo``."""
+"""The ``amaas`` command: ``export`` a model, ``serve`` it locally, run the ``demo``, or ``batch`` classify."""
 
 from __future__ import annotations
 
@@ -22,14 +22,79 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_serve_arguments(demo)
     demo.add_argument("--samples", type=Path, default=Path("dist/samples"), help="where to write sample images")
 
+    batch = commands.add_parser("batch", help="classify a folder of images, locally or on the deployed stack")
+    jobs = batch.add_subparsers(dest="batch_command", required=True)
+    run = jobs.add_parser("run", help="classify a local folder with no AWS at all")
+    run.add_argument("folder", type=Path)
+    run.add_argument("--out", type=Path, help="results folder (default: <folder>-results)")
+    run.add_argument("--model-dir", type=Path, help="artifact directory (default: $AMAAS_MODEL_DIR or dist/model)")
+    run.add_argument("--top-k", type=int, default=3)
+    submit = jobs.add_parser("submit", help="upload a folder to the batch bucket (S3 -> SQS -> Lambda)")
+    submit.add_argument("folder", type=Path)
+    submit.add_argument("--bucket", required=True, help="the stack's BatchBucketName output")
+    submit.add_argument("--prefix", help="job name under incoming/ (default: <folder>-<UTC time>)")
+    results = jobs.add_parser("results", help="gather a job's results into one table")
+    results.add_argument("--bucket", required=True)
+    results.add_argument("--prefix", required=True, help="the job name submit printed")
+    results.add_argument("--out", type=Path, help="also write the results as JSON lines")
+
     args = parser.parse_args(argv)
     if args.command == "export":
         return export_cli.run(args)
+    if args.command == "batch":
+        return _batch(args)
     from amaas import local
 
     if args.command == "serve":
         return local.serve(args.model_dir, host=args.host, port=args.port, threads=args.threads)
     return local.demo(args.model_dir, host=args.host, port=args.port, threads=args.threads, samples=args.samples)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from amaas import jobs
+
+    if args.batch_command == "run":
+        from amaas.batch import run_local
+        from amaas.errors import ModelUnavailableError
+        from amaas.local import local_settings
+        from amaas.model import ImageClassifier
+
+        if not args.folder.is_dir():
+            print(f"amaas batch run: {args.folder} is not a folder", file=sys.stderr)
+            return 2
+        settings = local_settings(args.model_dir, None)
+        classifier = ImageClassifier(
+            settings.model_dir, threads=settings.ort_threads, max_image_pixels=settings.max_image_pixels
+        )
+        out = args.out or args.folder.with_name(args.folder.name + "-results")
+        try:
+            results = run_local(classifier, args.folder, out, args.top_k)
+        except ModelUnavailableError as exc:
+            print(f"amaas batch run: cannot load {settings.model_dir}: {exc.message}", file=sys.stderr)
+            return 2
+        print(jobs.table(results))
+        print(f"results: {out}/ (one JSON per image, summary.jsonl)")
+        return 0
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    if args.batch_command == "submit":
+        prefix = args.prefix or jobs.default_prefix(args.folder)
+        count = jobs.submit(args.folder, args.bucket, prefix, s3)
+        print(f"submitted {count} images to s3://{args.bucket}/incoming/{prefix}/")
+        print(f"gather with: amaas batch results --bucket {args.bucket} --prefix {prefix}")
+        return 0
+    gathered = jobs.gather(args.bucket, args.prefix, s3)
+    print(jobs.table(gathered.results))
+    if gathered.pending:
+        print(f"{len(gathered.pending)} images have no result yet")
+    if args.out:
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in gathered.results))
+    return 0
 
 
 def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ ENV_DEFAULT_TOP_K = "AMAAS_DEFAULT_TOP_K"
 ENV_S3_BUCKETS = "AMAAS_S3_BUCKETS"
 ENV_MAX_S3_IMAGE_BYTES = "AMAAS_MAX_S3_IMAGE_BYTES"
 ENV_EXPLAIN_GRID = "AMAAS_EXPLAIN_GRID"
+ENV_CORS_ORIGINS = "AMAAS_CORS_ORIGINS"
 
 _ENV_NAMES = {
     "model_dir": ENV_MODEL_DIR,
@@ -34,6 +35,7 @@ _ENV_NAMES = {
     "s3_buckets": ENV_S3_BUCKETS,
     "max_s3_image_bytes": ENV_MAX_S3_IMAGE_BYTES,
     "explain_grid": ENV_EXPLAIN_GRID,
+    "cors_origins": ENV_CORS_ORIGINS,
 }
 MAX_EXPLAIN_GRID = 16
 
@@ -52,6 +54,7 @@ class Settings:
     s3_buckets: Buckets that ``{"s3": "s3://bucket/key"}`` references may read; none by default.
     max_s3_image_bytes: Largest image fetched from S3 (those are the ones too big for the payload).
     explain_grid: Occlusion grid side for explanations (grid x grid model runs).
+    cors_origins: Browser origins allowed to call the API (exact matches); none by default.
     """
 
     model_dir: Path = Path("/opt/model")
@@ -64,6 +67,7 @@ class Settings:
     s3_buckets: tuple[str, ...] = ()
     max_s3_image_bytes: int = 20_000_000
     explain_grid: int = 8
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -22,8 +22,9 @@ def package(artifact: Path, target: Path) -> None:
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for name in (MANIFEST_FILE, *manifest.files):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(artifact / name, target / name)
-    total = sum(p.stat().st_size for p in target.iterdir())
+    total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     print(f"model layer: {manifest.name} {manifest.version}, {len(manifest.files) + 1} files, {total / 1e6:.2f} MB")
 
 

@@ -67,7 +67,7 @@ def cold(script: str, model_dir: Path, runs: int) -> tuple[float, float]:
     seconds, rss = [], []
     for _ in range(runs):
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
-        s, kb = out.stdout.split()
+        s, kb = out.stdout.strip().splitlines()[-1].split()  # the last line; logs come before it
         seconds.append(float(s))
         rss.append(int(kb) / 1024)
     return statistics.median(seconds) * 1000, statistics.median(rss)

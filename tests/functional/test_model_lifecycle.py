@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,7 @@ def test_missing_model_answers_503_with_the_reason(tmp_path: Path) -> None:
 
 def test_a_corrupted_model_file_is_refused_at_load(artifact: Path, tmp_path: Path) -> None:
     broken = tmp_path / "model"
-    broken.mkdir()
-    for item in artifact.iterdir():
-        (broken / item.name).write_bytes(item.read_bytes())
+    shutil.copytree(artifact, broken)
     with (broken / "model.onnx").open("r+b") as f:
         f.seek(100)
         f.write(b"\x00\x00\x00\x00")

@@ -46,9 +46,11 @@ def test_sizes_are_printed_and_within_limits(sam_build: Path) -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ApiFunction" in result.stdout and "RuntimeLayer" in result.stdout
-    (api,) = sizes.measure(sam_build)
-    assert api.total < sizes.LIMIT_BYTES
-    assert api.layers["RuntimeLayer"] <= sizes.RUNTIME_LAYER_GOAL_BYTES
+    functions = sizes.measure(sam_build)
+    assert {f.name for f in functions} == {"ApiFunction", "BatchFunction", "PreTrafficHookFunction"}
+    for function in functions:
+        assert function.total < sizes.LIMIT_BYTES and len(function.layers) <= sizes.MAX_LAYERS
+        assert function.layers["RuntimeLayer"] <= sizes.RUNTIME_LAYER_GOAL_BYTES
 
 
 def test_sizes_fail_past_the_lambda_limit(tmp_path: Path) -> None:

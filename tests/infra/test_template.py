@@ -1,4 +1,5 @@
-"""template.yaml through the real validators and the SAM translator."""
+"""template.yaml through the real validators and the SAM translator: who gets in, how a new model reaches
+users, how batch work flows, and what each function may touch."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import REPO
 from tests.infra.conftest import resources_of
+
+OPEN_PATHS = {"/", "/v1/health", "/v2/health/live", "/v2/health/ready"}
 
 
 def run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -28,8 +33,8 @@ def run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cfn_lint_passes() -> None:
-    result = run_tool("cfn-lint", "template.yaml")
+def test_cfn_lint_passes_on_the_stack_and_its_nested_monitoring() -> None:
+    result = run_tool("cfn-lint", "template.yaml", "infra/monitoring.yaml")
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -42,42 +47,76 @@ def test_sam_validate_lint_passes() -> None:
 
 
 def logical_name(translated: str) -> str:
-    """SAM suffixes layer ids with a content hash (RuntimeLayer4d3c33f2bf); this is the name in template.yaml."""
+    """SAM suffixes some ids with a content hash (RuntimeLayer4d3c33f2bf); this is the name in template.yaml."""
     return re.sub(r"[0-9a-f]{10}$", "", translated)
 
 
-def the_function(transformed: dict[str, Any]) -> dict[str, Any]:
-    (function,) = resources_of(transformed, "AWS::Lambda::Function").values()
-    return function["Properties"]
+def function(template: dict[str, Any], name: str) -> dict[str, Any]:
+    properties: dict[str, Any] = template["Resources"][name]["Properties"]
+    return properties
 
 
-def test_function_runs_the_mangum_handler_on_python_3_13_with_both_layers(transformed: dict[str, Any]) -> None:
-    function = the_function(transformed)
-
-    assert function["Runtime"] == "python3.13"
-    assert function["Handler"] == "amaas.handlers.api.handler"
-    assert function["Architectures"] == [{"Ref": "Architecture"}]
-    assert [logical_name(layer["Ref"]) for layer in function["Layers"]] == ["RuntimeLayer", "ModelLayer"]
-    assert function["Environment"]["Variables"]["AMAAS_MODEL_DIR"] == "/opt/model"
-    assert function["Timeout"] < 29, "the function gives up before API Gateway's 29 s integration timeout"
+def methods(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    (api,) = resources_of(template, "AWS::ApiGateway::RestApi").values()
+    paths = api["Properties"]["Body"]["paths"]
+    return {(path, verb): spec for path, verbs in paths.items() for verb, spec in verbs.items() if verb != "options"}
 
 
-def test_published_versions_use_snapstart_behind_the_live_alias(transformed: dict[str, Any]) -> None:
-    function = the_function(transformed)
-    (alias,) = resources_of(transformed, "AWS::Lambda::Alias").values()
-    versions = resources_of(transformed, "AWS::Lambda::Version")
-
-    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
-    assert alias["Properties"]["Name"] == "live"
-    assert len(versions) == 1
+# ---------------------------------------------------------------- who gets in
 
 
-def test_api_gateway_invokes_the_alias_not_latest(transformed: dict[str, Any]) -> None:
-    (alias_name,) = resources_of(transformed, "AWS::Lambda::Alias")
-    permissions = resources_of(transformed, "AWS::Lambda::Permission").values()
+def test_api_keys_on_every_route_but_health_and_the_playground(transformed: dict[str, Any]) -> None:
+    routes = methods(transformed)
 
-    assert permissions
-    assert all(p["Properties"]["FunctionName"] == {"Ref": alias_name} for p in permissions)
+    assert {path for path, _ in routes} == OPEN_PATHS | {"/{proxy+}"}
+    for (path, _), spec in routes.items():
+        assert (spec["security"] == [{"api_key": []}]) == (path not in OPEN_PATHS), path
+
+
+def test_usage_plan_throttles_and_quota_come_from_parameters(transformed: dict[str, Any]) -> None:
+    (plan,) = resources_of(transformed, "AWS::ApiGateway::UsagePlan").values()
+    (stage,) = resources_of(transformed, "AWS::ApiGateway::Stage").values()
+
+    # SAM resolves these parameters at transform time: the defaults, 50 rps, bursts of 100, 100k a month
+    assert plan["Properties"]["Throttle"] == {"RateLimit": 50, "BurstLimit": 100}
+    assert plan["Properties"]["Quota"] == {"Limit": 100000, "Period": "MONTH"}
+    assert resources_of(transformed, "AWS::ApiGateway::ApiKey") and resources_of(
+        transformed, "AWS::ApiGateway::UsagePlanKey"
+    )
+    (settings,) = stage["Properties"]["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ThrottleRateLimit"} and settings["ThrottlingBurstLimit"] == {
+        "Ref": "ThrottleBurstLimit"
+    }
+
+
+def test_iam_mode_signs_every_route_but_health_and_drops_keys(transformed_iam: dict[str, Any]) -> None:
+    routes = methods(transformed_iam)
+
+    for (path, _), spec in routes.items():
+        assert spec["security"] == ([{"NONE": []}] if path in OPEN_PATHS else [{"AWS_IAM": []}]), path
+    assert not resources_of(transformed_iam, "AWS::ApiGateway::UsagePlan")
+    assert not resources_of(transformed_iam, "AWS::ApiGateway::ApiKey")
+
+
+def test_cors_only_for_the_configured_origin(transformed: dict[str, Any], transformed_iam: dict[str, Any]) -> None:
+    (api,) = resources_of(transformed_iam, "AWS::ApiGateway::RestApi").values()
+    preflight = api["Properties"]["Body"]["paths"]["/{proxy+}"]["options"]
+    headers = preflight["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"]
+
+    assert headers["method.response.header.Access-Control-Allow-Origin"] == {"Fn::Sub": "'${CorsOrigin}'"}
+    assert (
+        "options"
+        not in next(iter(resources_of(transformed, "AWS::ApiGateway::RestApi").values()))["Properties"]["Body"][
+            "paths"
+        ]["/{proxy+}"]
+    )
+    assert function(transformed_iam, "ApiFunction")["Environment"]["Variables"]["AMAAS_CORS_ORIGINS"] == {
+        "Ref": "CorsOrigin"
+    }
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((REPO / "template.yaml").read_text())
+    assert template["Parameters"]["CorsOrigin"]["Default"] == "", "no origin, let alone *, by default"
 
 
 def test_api_passes_every_body_through_as_binary(transformed: dict[str, Any]) -> None:
@@ -88,23 +127,154 @@ def test_api_passes_every_body_through_as_binary(transformed: dict[str, Any]) ->
     assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
 
 
-def test_s3_reads_only_when_an_image_bucket_is_configured(transformed: dict[str, Any]) -> None:
-    function = the_function(transformed)
-    (role,) = resources_of(transformed, "AWS::IAM::Role").values()
-
-    assert function["Environment"]["Variables"]["AMAAS_S3_BUCKETS"] == {"Ref": "ImageBucket"}
-    conditional = [p for p in role["Properties"]["Policies"] if "Fn::If" in p]
-    assert conditional and conditional[0]["Fn::If"][0] == "HasImageBucket"
-    assert transformed["Conditions"]["HasImageBucket"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ImageBucket"}, ""]}]}
+# ---------------------------------------------------------------- least privilege
 
 
-def test_logs_go_to_a_group_with_retention(transformed: dict[str, Any]) -> None:
-    function = the_function(transformed)
-    (name, group), *_ = resources_of(transformed, "AWS::Logs::LogGroup").items()
+def statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    policies = template["Resources"][role]["Properties"].get("Policies", [])
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
 
-    assert function["LoggingConfig"]["LogGroup"] == {"Ref": name}
-    assert function["LoggingConfig"]["LogFormat"] == "JSON"
-    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+@pytest.mark.parametrize("role", ["ApiFunctionRole", "BatchFunctionRole", "PreTrafficHookRole"])
+def test_roles_grant_nothing_on_wildcards_but_xray(transformed_iam: dict[str, Any], role: str) -> None:
+    for statement in statements(transformed_iam, role):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(a.endswith("*") for a in actions), statement
+        if statement["Resource"] == "*":
+            assert set(actions) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, (
+                "X-Ray has no resource-level permissions"
+            )
+    assert "ManagedPolicyArns" not in transformed_iam["Resources"][role]["Properties"]
+
+
+def test_every_function_uses_its_own_role(transformed: dict[str, Any]) -> None:
+    roles = {
+        "ApiFunction": "ApiFunctionRole",
+        "BatchFunction": "BatchFunctionRole",
+        "PreTrafficHookFunction": "PreTrafficHookRole",
+    }
+
+    for name, resource in resources_of(transformed, "AWS::Lambda::Function").items():
+        assert resource["Properties"]["Role"] == {"Fn::GetAtt": [roles[name], "Arn"]}
+
+
+def test_batch_role_reads_incoming_writes_results_and_consumes_its_queue(transformed: dict[str, Any]) -> None:
+    by_action = {
+        tuple(s["Action"]) if isinstance(s["Action"], list) else (s["Action"],): s["Resource"]
+        for s in statements(transformed, "BatchFunctionRole")
+    }
+
+    assert by_action[("s3:GetObject", "s3:GetObjectVersion")]["Fn::Join"][1][-1] == "/incoming/*"
+    assert by_action[("s3:PutObject",)]["Fn::Join"][1][-1] == "/results/*"
+    sqs = by_action[
+        ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
+    ]
+    assert sqs == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+
+
+def test_api_reads_s3_only_when_an_image_bucket_is_configured(
+    transformed: dict[str, Any], transformed_iam: dict[str, Any]
+) -> None:
+    assert not any("s3:GetObject" in str(s["Action"]) for s in statements(transformed, "ApiFunctionRole"))
+    (read,) = [s for s in statements(transformed_iam, "ApiFunctionRole") if s["Action"] == "s3:GetObject"]
+    assert read["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ImageBucket}/*"}
+
+
+def test_hook_may_only_invoke_the_new_version_and_report(transformed: dict[str, Any]) -> None:
+    actions = {
+        s["Action"] if isinstance(s["Action"], str) else tuple(s["Action"]): s["Resource"]
+        for s in statements(transformed, "PreTrafficHookRole")
+    }
+
+    (version,) = resources_of(transformed, "AWS::Lambda::Version")
+    assert actions["lambda:InvokeFunction"] == {"Ref": version}
+    assert (
+        "deploymentgroup:${ServerlessDeploymentApplication}/*"
+        in actions["codedeploy:PutLifecycleEventHookExecutionStatus"]["Fn::Sub"]
+    )
+
+
+def test_batch_bucket_is_private_encrypted_tls_only_and_expires_work(transformed: dict[str, Any]) -> None:
+    bucket = transformed["Resources"]["BatchBucket"]["Properties"]
+    (policy,) = resources_of(transformed, "AWS::S3::BucketPolicy").values()
+
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-incoming"]["Prefix"] == "incoming/" and rules["expire-results"]["Prefix"] == "results/"
+    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# ---------------------------------------------------------------- safe model updates
+
+
+def test_new_versions_reach_users_by_canary_with_rollback_alarms_and_a_pre_traffic_check(
+    transformed: dict[str, Any],
+) -> None:
+    (alias,) = resources_of(transformed, "AWS::Lambda::Alias").values()
+    (group,) = resources_of(transformed, "AWS::CodeDeploy::DeploymentGroup").values()
+
+    assert alias["Properties"]["Name"] == "live"
+    assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["BeforeAllowTrafficHook"] == {
+        "Ref": "PreTrafficHookFunction"
+    }
+    config = group["Properties"]["DeploymentConfigName"]["Fn::Sub"]
+    assert config == ["CodeDeployDefault.Lambda${ConfigName}", {"ConfigName": "Canary10Percent5Minutes"}], (
+        "canary by default"
+    )
+    alarms = group["Properties"]["AlarmConfiguration"]
+    assert alarms["Enabled"] is True
+    assert {a["Name"]["Ref"] for a in alarms["Alarms"]} == {"NewVersionErrorsAlarm", "NewVersionLatencyAlarm"}
+    assert "DEPLOYMENT_STOP_ON_ALARM" in group["Properties"]["AutoRollbackConfiguration"]["Events"]
+
+
+def test_rollback_alarms_watch_the_new_version_only(transformed: dict[str, Any]) -> None:
+    (version,) = resources_of(transformed, "AWS::Lambda::Version")
+    for name, metric in (("NewVersionErrorsAlarm", "Errors"), ("NewVersionLatencyAlarm", "Duration")):
+        alarm = transformed["Resources"][name]["Properties"]
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        assert alarm["MetricName"] == metric
+        assert dimensions["ExecutedVersion"] == {"Fn::GetAtt": [version, "Version"]}
+        assert dimensions["Resource"] == {"Fn::Sub": "${ApiFunction}:live"}
+    assert transformed["Resources"]["NewVersionLatencyAlarm"]["Properties"]["ExtendedStatistic"] == "p99"
+
+
+def test_the_hook_is_named_for_codedeploy_and_targets_the_new_version(transformed: dict[str, Any]) -> None:
+    hook = function(transformed, "PreTrafficHookFunction")
+
+    assert hook["FunctionName"]["Fn::Join"][1][0] == "CodeDeployHook_"
+    (version,) = resources_of(transformed, "AWS::Lambda::Version")
+    assert hook["Environment"]["Variables"]["AMAAS_TARGET_VERSION"] == {"Ref": version}
+    assert hook["Handler"] == "amaas.handlers.pretraffic.handler"
+
+
+def test_snapstart_by_default_provisioned_concurrency_by_parameter(
+    transformed: dict[str, Any], transformed_iam: dict[str, Any]
+) -> None:
+    (default_alias,) = resources_of(transformed, "AWS::Lambda::Alias").values()
+    (provisioned_alias,) = resources_of(transformed_iam, "AWS::Lambda::Alias").values()
+
+    assert function(transformed, "ApiFunction")["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert "ProvisionedConcurrencyConfig" not in default_alias["Properties"]
+    assert "SnapStart" not in function(transformed_iam, "ApiFunction"), (
+        "Lambda refuses SnapStart with provisioned concurrency"
+    )
+    assert provisioned_alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": {"Ref": "ProvisionedConcurrency"}
+    }
+
+
+def test_api_gateway_invokes_the_alias_not_latest(transformed: dict[str, Any]) -> None:
+    (alias_name,) = resources_of(transformed, "AWS::Lambda::Alias")
+    permissions = [
+        p for n, p in resources_of(transformed, "AWS::Lambda::Permission").items() if n.startswith("ApiFunction")
+    ]
+
+    assert permissions
+    assert all(p["Properties"]["FunctionName"] == {"Ref": alias_name} for p in permissions)
 
 
 def test_model_layer_versions_are_retained_for_rollback(transformed: dict[str, Any]) -> None:
@@ -116,7 +286,70 @@ def test_model_layer_versions_are_retained_for_rollback(transformed: dict[str, A
     assert layers["RuntimeLayer"]["Properties"]["CompatibleRuntimes"] == ["python3.13"]
 
 
-def test_outputs_give_the_api_url(transformed: dict[str, Any]) -> None:
+# ---------------------------------------------------------------- batch
+
+
+def test_queue_redrives_to_the_dlq_after_three_receives(transformed: dict[str, Any]) -> None:
+    queue = transformed["Resources"]["BatchQueue"]["Properties"]
+
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["BatchDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    assert queue["VisibilityTimeout"] >= 6 * function(transformed, "BatchFunction")["Timeout"]
+    assert queue["SqsManagedSseEnabled"] is True
+
+
+def test_uploads_under_incoming_notify_the_queue_that_drives_the_batch_function(transformed: dict[str, Any]) -> None:
+    (notification,) = transformed["Resources"]["BatchBucket"]["Properties"]["NotificationConfiguration"][
+        "QueueConfigurations"
+    ]
+    (mapping,) = resources_of(transformed, "AWS::Lambda::EventSourceMapping").values()
+
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "incoming/"}]
+    assert notification["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+# ---------------------------------------------------------------- operations
+
+
+def test_functions_trace_and_log_to_groups_with_retention(transformed: dict[str, Any]) -> None:
+    groups = resources_of(transformed, "AWS::Logs::LogGroup")
+    for name, resource in resources_of(transformed, "AWS::Lambda::Function").items():
+        properties = resource["Properties"]
+        assert properties["TracingConfig"] == {"Mode": "Active"}, name
+        (group,) = [g for g in groups if {"Ref": g} == properties["LoggingConfig"]["LogGroup"]]
+        assert groups[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    (stage,) = resources_of(transformed, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["TracingEnabled"] is True
+
+
+def test_monitoring_has_the_alarms_and_a_dashboard() -> None:
+    from samtranslator.yaml_helper import yaml_parse
+
+    monitoring = yaml_parse((REPO / "infra" / "monitoring.yaml").read_text())
+    alarms = {
+        r["Properties"]["MetricName"]: r["Properties"]
+        for r in monitoring["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+    assert {
+        "5XXError",
+        "Latency",
+        "Throttles",
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
+    } <= set(alarms)
+    assert alarms["Latency"]["ExtendedStatistic"] == "p99"
+    assert all(a["AlarmActions"] for a in alarms.values())
+    assert any(r["Type"] == "AWS::CloudWatch::Dashboard" for r in monitoring["Resources"].values())
+
+
+def test_outputs_give_the_api_url_and_the_key(transformed: dict[str, Any]) -> None:
     url = transformed["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
 
     assert url.startswith("https://${") and "execute-api" in url and url.endswith("/${StageName}/")
+    assert transformed["Outputs"]["ApiKeyId"]["Condition"] == "UseApiKey"

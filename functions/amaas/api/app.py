@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from amaas import __version__
 from amaas.api.context import RequestContextMiddleware
 from amaas.api.errors import add_exception_handlers
+from amaas.api.oip import HEADER_LENGTH
 from amaas.api.routes import classify, explain, health, playground, v2
 from amaas.model import ImageClassifier
 from amaas.settings import Settings
@@ -42,5 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (classify, explain, health, v2, playground):
         app.include_router(module.router)
     add_exception_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["content-type", "accept", "x-api-key", "x-request-id", "authorization", HEADER_LENGTH],
+            expose_headers=["x-request-id", "x-amaas-label", "x-amaas-score", HEADER_LENGTH],
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -1,0 +1,98 @@
+"""Golden samples: a few images the export ships inside the artifact with the INT8 model's own answers, so
+a new deployment can be checked against its model before any user traffic reaches it (the pre-traffic
+hook in ``amaas.handlers.pretraffic``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GOLDEN_DIR = "golden"
+GOLDEN_FILE = f"{GOLDEN_DIR}/golden.json"
+SCORE_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class GoldenSample:
+    file: str
+    label: str
+    index: int
+    score: float
+
+
+def read_golden(model_dir: Path) -> list[GoldenSample]:
+    document = json.loads((model_dir / GOLDEN_FILE).read_text())
+    return [GoldenSample(s["file"], s["label"], int(s["index"]), float(s["score"])) for s in document["samples"]]
+
+
+def write_golden(model_dir: Path, samples: list[GoldenSample]) -> None:
+    (model_dir / GOLDEN_DIR).mkdir(exist_ok=True)
+    document = {"score_tolerance": SCORE_TOLERANCE, "samples": [s.__dict__ for s in samples]}
+    (model_dir / GOLDEN_FILE).write_text(json.dumps(document, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    passed: bool
+    problems: list[str]
+    latency_ms: float
+
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def check_version(invoke: Invoke, model_dir: Path, *, expected_sha256: str, max_latency_ms: float) -> CheckReport:
+    """Sends every golden sample (and a health check) to a function version through ``invoke``, which
+    takes an API Gateway event and returns the Lambda response; compares with the artifact's answers.
+
+    The version must report the expected model sha256, return each sample's label with a score within
+    ``SCORE_TOLERANCE``, and answer with a median latency under ``max_latency_ms``.
+    """
+    problems: list[str] = []
+    health = invoke(api_event("GET", "/v1/health"))
+    served = json.loads(health.get("body") or "{}").get("model", {}).get("sha256")
+    if health.get("statusCode") != 200 or served != expected_sha256:
+        problems.append(
+            f"health: status {health.get('statusCode')}, model sha256 {served} (expected {expected_sha256})"
+        )
+    timings = []
+    for sample in read_golden(model_dir):
+        image = (model_dir / sample.file).read_bytes()
+        started = time.perf_counter()
+        response = invoke(api_event("POST", "/v1/classify", body=image, content_type="image/png"))
+        timings.append((time.perf_counter() - started) * 1000)
+        if response.get("statusCode") != 200:
+            problems.append(f"{sample.file}: status {response.get('statusCode')}")
+            continue
+        top = json.loads(response["body"])["predictions"][0]
+        if top["label"] != sample.label or abs(top["score"] - sample.score) > SCORE_TOLERANCE:
+            problems.append(
+                f"{sample.file}: got {top['label']} {top['score']:.4f}, expected {sample.label} {sample.score:.4f}"
+            )
+    latency = statistics.median(timings) if timings else 0.0
+    if latency > max_latency_ms:
+        problems.append(f"median latency {latency:.0f} ms is over the {max_latency_ms:.0f} ms budget")
+    return CheckReport(passed=not problems, problems=problems, latency_ms=latency)
+
+
+def api_event(method: str, path: str, *, body: bytes | None = None, content_type: str | None = None) -> dict[str, Any]:
+    """A minimal API Gateway REST proxy event, as the function receives from its API."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "requestContext": {"requestId": "pre-traffic-check", "stage": "hook", "identity": {"sourceIp": "127.0.0.1"}},
+        "body": base64.b64encode(body).decode() if body else None,
+        "isBase64Encoded": body is not None,
+    }

@@ -1,0 +1,56 @@
+"""What CloudFormation does to template.yaml before the SAM transform runs: the AWS::LanguageExtensions
+transform resolves each Fn::If whose condition depends only on parameters, and drops AWS::NoValue. The SAM
+translator does not do this itself, so the tests do it for a given set of parameter values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def resolve(template: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    parameters = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
+    parameters.update(overrides or {})
+    conditions: dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        """Fn::Equals compares strings: CloudFormation turns a template's numbers into strings too."""
+        if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in parameters:
+            return str(parameters[node["Ref"]])
+        return str(node) if isinstance(node, int | float | str) else node
+
+    def condition(expression: Any) -> bool:
+        if isinstance(expression, dict):
+            (function, args), *_ = expression.items()
+            if function == "Fn::Equals":
+                return bool(value(args[0]) == value(args[1]))
+            if function == "Fn::Not":
+                return not condition(args[0])
+            if function == "Fn::And":
+                return all(condition(a) for a in args)
+            if function == "Fn::Or":
+                return any(condition(a) for a in args)
+            if function == "Condition":
+                return conditions.setdefault(args, condition(template["Conditions"][args]))
+        raise ValueError(f"cannot evaluate condition {expression!r}")
+
+    for name, expression in template.get("Conditions", {}).items():
+        conditions[name] = condition(expression)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                name, when_true, when_false = node["Fn::If"]
+                return walk(when_true if conditions[name] else when_false)
+            resolved = {k: walk(v) for k, v in node.items()}
+            return {k: v for k, v in resolved.items() if v != _NO_VALUE}
+        if isinstance(node, list):
+            return [v for v in (walk(item) for item in node) if v != _NO_VALUE]
+        return node
+
+    resolved: dict[str, Any] = walk(template)
+    transforms = resolved.get("Transform")
+    if isinstance(transforms, list):
+        resolved["Transform"] = next(t for t in transforms if t != "AWS::LanguageExtensions")
+    return resolved
