@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 from tests.helpers import LambdaContext
 
 LAMBDA_PAYLOAD_LIMIT = 6_291_456  # bytes of event JSON Lambda accepts synchronously
+# The routes template.yaml leaves open when API keys are required
+OPEN_ROUTES = frozenset({("GET", "/"), ("GET", "/v1/health"), ("GET", "/v2/health/live"), ("GET", "/v2/health/ready")})
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -75,6 +77,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send(403, {"content-type": "application/json"}, b'{"message":"Missing Authentication Token"}')
             return
         path = url.path[len(prefix) :] or "/"
+        key = self.server.api_key
+        if key and (self.command, path) not in self.server.open_routes and self.headers.get("x-api-key") != key:
+            self._send(403, {"content-type": "application/json"}, b'{"message":"Forbidden"}')
+            return
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {name: value for name, value in self.headers.items()}
@@ -110,6 +116,8 @@ class _Server(ThreadingHTTPServer):
     stage: str
     binary_media_types: tuple[str, ...]
     container: ThreadPoolExecutor
+    api_key: str | None
+    open_routes: frozenset[tuple[str, str]]
 
 
 def _lambda_thread() -> None:
@@ -122,11 +130,19 @@ def _close_loop() -> None:
 
 @contextmanager
 def api_gateway(
-    handler: Handler, *, stage: str = "prod", binary_media_types: tuple[str, ...] = ("*/*",)
+    handler: Handler,
+    *,
+    stage: str = "prod",
+    binary_media_types: tuple[str, ...] = ("*/*",),
+    api_key: str | None = None,
 ) -> Iterator[str]:
-    """Serves ``handler`` behind an emulated API Gateway stage; yields the stage URL (no trailing slash)."""
+    """Serves ``handler`` behind an emulated API Gateway stage; yields the stage URL (no trailing slash).
+
+    With ``api_key``, every route but the ones template.yaml leaves open answers 403 without that x-api-key.
+    """
     server = _Server(("127.0.0.1", 0), _RequestHandler)
     server.handler, server.stage, server.binary_media_types = handler, stage, binary_media_types
+    server.api_key, server.open_routes = api_key, OPEN_ROUTES
     # Like one Lambda container: one invocation at a time, on a thread that owns an event loop (Mangum's)
     server.container = ThreadPoolExecutor(max_workers=1, initializer=_lambda_thread)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

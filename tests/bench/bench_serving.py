@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -71,6 +72,28 @@ def cold(script: str, model_dir: Path, runs: int) -> tuple[float, float]:
         seconds.append(float(s))
         rss.append(int(kb) / 1024)
     return statistics.median(seconds) * 1000, statistics.median(rss)
+
+
+# us-east-1 list prices (x86): Lambda per GB-second and per request, API Gateway REST per request.
+LAMBDA_GB_SECOND = 0.0000166667
+LAMBDA_REQUEST = 0.20 / 1e6
+REST_API_REQUEST = 3.50 / 1e6
+FULL_VCPU_MB = 1769
+
+
+def print_cost(warm_ms: float, memory_mb: int = 1024) -> None:
+    """Price per million requests at ``memory_mb``, from the warm handler time measured here. Lambda gives a
+    function memory/1769 of a vCPU, so a single-threaded request runs that much slower than on a full core."""
+    lambda_ms = warm_ms / min(1.0, memory_mb / FULL_VCPU_MB)
+    billed_ms = max(1, math.ceil(lambda_ms))
+    compute = billed_ms / 1000 * memory_mb / 1024 * LAMBDA_GB_SECOND * 1e6
+    requests = LAMBDA_REQUEST * 1e6
+    gateway = REST_API_REQUEST * 1e6
+    print(
+        f"cost per million requests at {memory_mb} MB: ~{lambda_ms:.2f} ms on Lambda, billed {billed_ms} ms -> "
+        f"Lambda compute ${compute:.2f} + Lambda requests ${requests:.2f} + API Gateway ${gateway:.2f} "
+        f"= ${compute + requests + gateway:.2f}"
+    )
 
 
 def main() -> None:
@@ -142,6 +165,7 @@ def main() -> None:
         f"batching: 8 images in one request {per_image:.3f} ms per image, "
         f"{single:.3f} ms alone ({per_image / single:.2f}x)"
     )
+    print_cost(single)
     e8, e16 = statistics.median(explain8), statistics.median(explain16)
     print(f"explanations (n={explain_runs}, p50): grid 8 (65 model runs) {e8:.1f} ms, grid 16 (257 runs) {e16:.1f} ms")
 

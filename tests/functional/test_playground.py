@@ -96,3 +96,27 @@ def test_screenshot(browser: object, local_server: str, tmp_path: Path) -> None:
         assert shot.size[0] >= 1000
         colours = shot.convert("RGB").resize((120, 90)).getcolors(maxcolors=120 * 90)
         assert colours is not None and len(colours) > 50, "a rendered page, not a blank screen"
+
+
+def test_the_page_asks_for_the_api_key_and_sends_it(browser: object, handler_module: object, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.gateway import api_gateway
+
+    image = tmp_path / "ring.png"
+    synthetic.sample("ring", variant=1).resize((96, 96)).save(image)
+    with api_gateway(handler_module.handler, api_key="s3cr3t-key") as url:  # type: ignore[attr-defined]
+        # GIVEN the page and health are open, but classifying needs the key
+        browser.get(url)  # type: ignore[attr-defined]
+        browser.find_element(By.ID, "file").send_keys(str(image))  # type: ignore[attr-defined]
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: "HTTP 403" in d.find_element(By.ID, "status").text)
+        # WHEN the user types the key and tries again
+        browser.find_element(By.ID, "apikey").send_keys("s3cr3t-key")  # type: ignore[attr-defined]
+        browser.execute_script("document.getElementById('apikey').dispatchEvent(new Event('change'))")  # type: ignore[attr-defined]
+        browser.execute_script("document.getElementById('file').value = ''")  # type: ignore[attr-defined]
+        browser.find_element(By.ID, "file").send_keys(str(image))  # type: ignore[attr-defined]
+        # THEN the predictions come back
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#predictions li"))
+        assert "ring" in browser.find_element(By.ID, "predictions").text  # type: ignore[attr-defined]

@@ -353,3 +353,31 @@ def test_outputs_give_the_api_url_and_the_key(transformed: dict[str, Any]) -> No
 
     assert url.startswith("https://${") and "execute-api" in url and url.endswith("/${StageName}/")
     assert transformed["Outputs"]["ApiKeyId"]["Condition"] == "UseApiKey"
+
+
+def test_samconfig_environments_name_real_parameters_with_allowed_values() -> None:
+    import tomllib
+
+    from samtranslator.yaml_helper import yaml_parse
+
+    from tests.infra.conftest import translate
+
+    parameters = yaml_parse((REPO / "template.yaml").read_text())["Parameters"]
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    for env in ("dev", "prod"):
+        overrides = dict(item.split("=", 1) for item in config[env]["deploy"]["parameters"]["parameter_overrides"])
+        for name, value in overrides.items():
+            assert name in parameters, f"{env}: {name} is not a template parameter"
+            allowed = parameters[name].get("AllowedValues")
+            assert allowed is None or value in map(str, allowed), f"{env}: {name}={value}"
+        assert translate(overrides)["Resources"], env
+
+
+def test_usage_plan_follows_parameter_overrides() -> None:
+    from tests.infra.conftest import translate
+
+    template = translate({"ThrottleRateLimit": 7, "ThrottleBurstLimit": 9, "QuotaLimit": 500, "QuotaPeriod": "DAY"})
+
+    (plan,) = resources_of(template, "AWS::ApiGateway::UsagePlan").values()
+    assert plan["Properties"]["Throttle"] == {"RateLimit": 7, "BurstLimit": 9}
+    assert plan["Properties"]["Quota"] == {"Limit": 500, "Period": "DAY"}
