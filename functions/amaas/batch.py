@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 import numpy as np
 
 from amaas import storage
-from amaas.errors import AmaasError, ImageNotFoundError, PayloadTooLargeError, UpstreamError
+from amaas.errors import AmaasError, ForbiddenError, ImageNotFoundError, PayloadTooLargeError, UpstreamError
 from amaas.model import ImageClassifier
 from amaas.observability import logger, record_batch
 from amaas.settings import Settings
@@ -104,9 +104,21 @@ def job_of(input_key: str) -> str:
 
 def summary_key(job: str, results: Iterable[dict[str, Any]]) -> str:
     """A JSON-lines part per job and delivery batch, named by what it holds, so a retried batch with the
-    same content rewrites the same part; ``amaas batch results`` merges the parts by image key."""
+    same content rewrites the same part. Parts stream results as they come; a redelivery in another batch
+    can repeat an image in a second part, so readers merge parts by image key. The job's one-line-per-image
+    ``summary.jsonl`` is written by ``amaas batch results`` from the per-image results (see ``job_summary_key``).
+    """
     digest = hashlib.sha256("\n".join(sorted(f"{r['key']}@{r.get('etag')}" for r in results)).encode()).hexdigest()
-    return f"{OUTPUT_PREFIX}{job}/{SUMMARY_DIR}/{digest[:32]}.jsonl"
+    return f"{_job_prefix(job)}{SUMMARY_DIR}/{digest[:32]}.jsonl"
+
+
+def job_summary_key(job: str) -> str:
+    """``results/<job>/summary.jsonl``: every image of the job once, in key order."""
+    return f"{_job_prefix(job)}summary.jsonl"
+
+
+def _job_prefix(job: str) -> str:
+    return f"{OUTPUT_PREFIX}{job}/" if job else OUTPUT_PREFIX
 
 
 def s3_objects(body: str) -> Iterator[tuple[str, str, str | None, str | None]]:
@@ -173,13 +185,14 @@ def process_sqs(records: Sequence[dict[str, Any]], classifier: ImageClassifier, 
 
 
 def _fetch(bucket: str, key: str, etag: str | None, version: str | None, settings: Settings) -> Item:
-    """The image's bytes, or the permanent reason there are none (gone, too large). Transient S3 failures
-    raise, so the message is retried."""
+    """The image's bytes, or the permanent reason there are none (gone, too large, unreadable). Transient S3
+    failures raise, so the message is retried."""
     try:
         data = storage.fetch(
             f"s3://{bucket}/{key}", allowed_buckets=(bucket,), max_bytes=settings.max_s3_image_bytes, version=version
         )
-    except (ImageNotFoundError, PayloadTooLargeError) as exc:
+    except (ImageNotFoundError, PayloadTooLargeError, ForbiddenError) as exc:
+        # permanent: retrying cannot make the image appear, shrink or become readable, so it gets an error result
         return Item(key=key, data=None, etag=etag, version=version, error=exc)
     return Item(key=key, data=data, etag=etag, version=version)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     submit.add_argument("folder", type=Path)
     submit.add_argument("--bucket", required=True, help="the stack's BatchBucketName output")
     submit.add_argument("--prefix", help="job name under incoming/ (default: <folder>-<UTC time>)")
-    results = jobs.add_parser("results", help="gather a job's results into one table")
+    results = jobs.add_parser("results", help="gather a job's results into one table and its summary.jsonl")
     results.add_argument("--bucket", required=True)
     results.add_argument("--prefix", required=True, help="the job name submit printed")
     results.add_argument("--out", type=Path, help="also write the results as JSON lines")
@@ -51,9 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    import json
-    import sys
-
     from amaas import jobs
 
     if args.batch_command == "run":
@@ -80,9 +78,25 @@ def _batch(args: argparse.Namespace) -> int:
         return 0
 
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     s3 = boto3.client("s3")
+    try:
+        return _batch_aws(args, s3)
+    except (BotoCoreError, ClientError) as exc:  # no credentials, no such bucket, access denied: say so, briefly
+        print(f"amaas batch {args.batch_command}: AWS refused or could not be reached: {exc}", file=sys.stderr)
+        return 2
+
+
+def _batch_aws(args: argparse.Namespace, s3: object) -> int:
+    import json
+
+    from amaas import jobs
+
     if args.batch_command == "submit":
+        if not args.folder.is_dir():
+            print(f"amaas batch submit: {args.folder} is not a folder", file=sys.stderr)
+            return 2
         prefix = args.prefix or jobs.default_prefix(args.folder)
         count = jobs.submit(args.folder, args.bucket, prefix, s3)
         print(f"submitted {count} images to s3://{args.bucket}/incoming/{prefix}/")
@@ -92,6 +106,8 @@ def _batch(args: argparse.Namespace) -> int:
     print(jobs.table(gathered.results))
     if gathered.pending:
         print(f"{len(gathered.pending)} images have no result yet")
+    summary = jobs.write_summary(args.bucket, args.prefix, gathered.results, s3)
+    print(f"summary: s3://{args.bucket}/{summary}")
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in gathered.results))
     return 0

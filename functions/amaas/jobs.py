@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from amaas.batch import INPUT_PREFIX, OUTPUT_PREFIX, SUMMARY_DIR, local_items
+from amaas.batch import INPUT_PREFIX, OUTPUT_PREFIX, SUMMARY_DIR, job_summary_key, local_items
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ def gather(bucket: str, prefix: str, s3: Any) -> Gathered:
     done = {r["key"] for r in results}
     pending = [key for key in _keys(s3, bucket, f"{INPUT_PREFIX}{prefix}/") if key not in done]
     return Gathered(sorted(results, key=lambda r: str(r["key"])), pending)
+
+
+def write_summary(bucket: str, prefix: str, results: Sequence[dict[str, Any]], s3: Any) -> str:
+    """Writes the job's ``summary.jsonl`` (one line per image, in key order) next to its results; returns its
+    key. Rewriting it is harmless: it is built from the per-image results, which redelivery never doubles."""
+    key = job_summary_key(prefix)
+    body = "".join(json.dumps(r) + "\n" for r in results).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+    return key
 
 
 def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
+from amaas.errors import UpstreamError
 from amaas.manifest import Manifest
 from amaas.postprocessing import Prediction
 
@@ -46,12 +47,18 @@ tracer = Tracer(service=SERVICE)
 
 
 _served: dict[str, str] = {}
+UPSTREAM_STATUS = UpstreamError.status  # S3 failing is not the new version's fault
 
 
 def bind_model(manifest: Manifest) -> None:
     """Every log line and metric from now on names the served model, so a rollout can be watched."""
-    logger.append_keys(model=manifest.name, model_version=manifest.version, model_sha256=manifest.model_sha256[:12])
+    logger.append_keys(model=manifest.name, model_version=manifest.version, model_sha256=manifest.model_sha256)
     _served["model_version"] = manifest.version
+
+
+def function_version() -> str:
+    """The Lambda version serving this request (``$LATEST``, ``7``), or ``local`` under ``amaas serve``."""
+    return os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "local")
 
 
 def record_request(method: str, route: str, status: int, latency_ms: float, error_code: str | None) -> None:
@@ -62,6 +69,12 @@ def record_request(method: str, route: str, status: int, latency_ms: float, erro
         with single_metric(name="Errors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
             metric.add_dimension(name="code", value=error_code)
             metric.add_dimension(name="service", value=SERVICE)
+    if status >= 500 and status != UPSTREAM_STATUS:
+        # The app turns failures into 5xx responses, so Lambda's own Errors metric never sees them. This one,
+        # keyed by the Lambda version, is what the rollout alarm watches to roll a bad new version back.
+        with single_metric(name="ServerErrors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="service", value=SERVICE)
+            metric.add_dimension(name="function_version", value=function_version())
     metrics.add_metadata(key="route", value=f"{method} {route}")
     if "model_version" in _served:
         metrics.add_dimension(name="model_version", value=_served["model_version"])

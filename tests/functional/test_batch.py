@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 import pytest
@@ -21,6 +22,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from amaas import storage
+from amaas.batch import result_key
 from amaas.cli import main
 from amaas.model import ImageClassifier
 from amaas_export.data import synthetic
@@ -130,11 +132,15 @@ def test_nothing_lost_nothing_doubled(
     write_folder(folder)
     assert main(["batch", "submit", str(folder), "--bucket", BUCKET, "--prefix", "job1"]) == 0
     assert "submitted 8 images" in capsys.readouterr().out
+    # AND an image deleted (say, expired) before its notification is worked
+    aws.s3.put_object(Bucket=BUCKET, Key="incoming/job1/gone.png", Body=encode_image(synthetic.sample("star"), "PNG"))
+    aws.s3.delete_object(Bucket=BUCKET, Key="incoming/job1/gone.png")
     # AND one notification delivered twice (SQS is at-least-once) and one message that is no S3 event
     first = next(
         m for m in aws.sqs.receive_message(QueueUrl=aws.queue, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
-        if "Records" in m["Body"]
+        if "Records" in m["Body"] and "gone.png" not in m["Body"]
     )  # fmt: skip
+    duplicated = result_key(unquote_plus(json.loads(first["Body"])["Records"][0]["s3"]["object"]["key"]))
     aws.sqs.send_message(QueueUrl=aws.queue, MessageBody=first["Body"])
     aws.sqs.send_message(QueueUrl=aws.queue, MessageBody="definitely not an S3 event")
     # AND S3 failing once, transiently, for one image
@@ -148,13 +154,21 @@ def test_nothing_lost_nothing_doubled(
         return real_get(**kwargs)
 
     monkeypatch.setattr(storage._client(), "get_object", flaky_get)
+    writes: Counter[str] = Counter()
+    real_put = storage.put
+
+    def counting_put(bucket: str, key: str, body: bytes, content_type: str) -> None:
+        writes[key] += 1
+        real_put(bucket, key, body, content_type)
+
+    monkeypatch.setattr(storage, "put", counting_put)
 
     # WHEN the queue is worked until empty
     poll_until_drained(aws)
 
-    # THEN every image has exactly one result: classified, or an error result for the corrupt ones
+    # THEN every image has exactly one result: classified, or an error result for the corrupt and vanished ones
     keys = result_keys(aws, "job1")
-    assert len(keys) == 8 and len(set(keys)) == 8
+    assert len(keys) == 9 and len(set(keys)) == 9
     results = {
         k.removeprefix("results/job1/"): json.loads(aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read())
         for k in keys
@@ -164,20 +178,47 @@ def test_nothing_lost_nothing_doubled(
         if Path(name).stem.split(".")[0] in GOOD:  # the same answer the API gives for the same file
             (expected,) = classifier.classify([(folder / name.removesuffix(".json")).read_bytes()], 1).predictions
             assert result["status"] == "ok" and result["predictions"][0]["label"] == expected[0].label, name
+        elif name == "gone.png.json":
+            assert result["status"] == "error" and result["error"] == "image_not_found", result
         else:
             assert result["status"] == "error" and result["error"] == "invalid_image", name
+    # AND the duplicated delivery was worked twice and rewrote the same key; every other image was written once
+    per_image = {key: count for key, count in writes.items() if key.endswith(".json")}
+    assert per_image.pop(duplicated) == 2
+    assert set(per_image.values()) == {1} and len(per_image) == 8
     # AND only two messages were ever sent back: the transient one once, the poison one three times
     retries = Counter(message for round_ in aws.rounds for message in round_)
     assert failed_once and sorted(retries.values()) == [1, 3]
     # AND the poison message ended in the DLQ (SQS moves it on the receive after the third)
-    dead = aws.sqs.receive_message(QueueUrl=aws.dlq, MaxNumberOfMessages=10)["Messages"]
-    assert [m["Body"] for m in dead] == ["definitely not an S3 event"]
-    # AND the gathered table has one row per image, the duplicate delivery counted once
+    dead = aws.sqs.receive_message(QueueUrl=aws.dlq, MaxNumberOfMessages=10)
+    assert [m["Body"] for m in dead["Messages"]] == ["definitely not an S3 event"]
+    # AND the streamed summary parts, merged by image key, cover every image
+    parts = [k for k in writes if "/_summary/" in k]
+    lines = [json.loads(line) for k in parts for line in read(aws, k).splitlines()]
+    assert {r["key"] for r in lines} == {f"incoming/job1/{name.removesuffix('.json')}" for name in results}
+    # AND the gathered table and the job's summary.jsonl have one row per image, the duplicate counted once
     assert main(["batch", "results", "--bucket", BUCKET, "--prefix", "job1", "--out", str(tmp_path / "all.jsonl")]) == 0
     output = capsys.readouterr().out
-    assert "8 images: 6 classified, 2 errors" in output and "no result yet" not in output
-    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 8
-    print(f"batch test: {len(GOOD) + 2} images in, {len(keys)} results out, 1 duplicate delivery, 1 message in the DLQ")
+    assert "9 images: 6 classified, 3 errors" in output and "no result yet" not in output
+    assert "summary: s3://amaas-batch-test/results/job1/summary.jsonl" in output
+    summary = read(aws, "results/job1/summary.jsonl").splitlines()
+    assert [json.loads(line)["key"] for line in summary] == sorted(r["key"] for r in results.values())
+    assert (tmp_path / "all.jsonl").read_text().splitlines() == summary
+    with capsys.disabled():
+        print(
+            f"\nbatch figures: {len(results)} images in, {len(keys)} results out "
+            f"({sum(r['status'] == 'ok' for r in results.values())} classified, "
+            f"{sum(r['status'] != 'ok' for r in results.values())} error results), "
+            f"{sum(len(r) for r in aws.rounds)} retries reported over {len(aws.rounds)} handler calls, "
+            f"{sum(c - 1 for k, c in writes.items() if k.endswith('.json') and c > 1)} duplicate delivery "
+            "(rewrote the same key), "
+            f"{len(dead['Messages'])} message in the DLQ, {len(lines)} summary-part lines for {len(results)} images"
+        )
+
+
+def read(aws: Aws, key: str) -> str:
+    body: bytes = aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return body.decode()
 
 
 def test_poison_reason_is_logged(aws: Aws, capfd: pytest.CaptureFixture[str]) -> None:

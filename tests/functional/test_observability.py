@@ -13,11 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from mangum import Mangum
 
+from amaas.api.app import create_app
 from amaas.manifest import read_manifest
+from amaas.settings import Settings
 from tests.events.generate import REQUEST_ID
 from tests.functional.conftest import Invoke, amaas, free_port
-from tests.helpers import load_event
+from tests.helpers import LambdaContext, load_event
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -52,6 +55,7 @@ def test_a_classification_logs_one_structured_line_and_its_metrics(
     (access,) = [line for line in lines if line.get("message") == "request"]
     assert access["request_id"] == REQUEST_ID
     assert access["model_version"] == manifest.version and access["model"] == manifest.name
+    assert access["model_sha256"] == manifest.model_sha256, "the whole hash, so a rollout can be matched exactly"
     assert access["status"] == 200 and access["route"] == "/v1/classify" and access["latency_ms"] > 0
     assert access["level"] == "INFO" and access["service"] == "amaas"
     (request_metrics,) = emf(lines, "Latency")
@@ -70,6 +74,36 @@ def test_errors_are_counted_by_code(invoke: Invoke, capfd: pytest.CaptureFixture
 
     (error,) = emf(json_lines(capfd.readouterr().out), "Errors")
     assert error["code"] == "invalid_image" and error["Errors"] in (1, [1])
+
+
+def test_server_errors_are_counted_by_lambda_version_for_the_rollout_alarm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN version 7 of the function, published without a usable model
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "7")
+    handler = Mangum(create_app(Settings(model_dir=tmp_path / "no-model")), lifespan="off")
+    capfd.readouterr()
+
+    # WHEN it answers an unknown route (the client's fault) and a health check (the version's fault)
+    unknown = load_event("health")
+    unknown["path"], unknown["requestContext"]["path"] = "/v1/nope", "/prod/v1/nope"
+    statuses = [handler(event, LambdaContext())["statusCode"] for event in (unknown, load_event("health"))]
+
+    # THEN only the 503 counts as a server error of version 7: what template.yaml's rollback alarm watches
+    assert statuses == [404, 503]
+    server_errors = emf(json_lines(capfd.readouterr().out), "ServerErrors")
+    assert len(server_errors) == 1
+    assert all(e["function_version"] == "7" and e["service"] == "amaas" for e in server_errors)
+    (dimensions,) = server_errors[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert sorted(dimensions) == ["function_version", "service"]
+
+
+def test_client_errors_are_not_server_errors(invoke: Invoke, capfd: pytest.CaptureFixture[str]) -> None:
+    capfd.readouterr()
+
+    invoke(load_event("classify_corrupt"))
+
+    assert not emf(json_lines(capfd.readouterr().out), "ServerErrors")
 
 
 def test_image_bytes_never_reach_the_logs(invoke: Invoke, capfd: pytest.CaptureFixture[str]) -> None:

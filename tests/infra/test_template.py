@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -98,21 +99,34 @@ def test_iam_mode_signs_every_route_but_health_and_drops_keys(transformed_iam: d
     assert not resources_of(transformed_iam, "AWS::ApiGateway::ApiKey")
 
 
-def test_cors_only_for_the_configured_origin(transformed: dict[str, Any], transformed_iam: dict[str, Any]) -> None:
-    (api,) = resources_of(transformed_iam, "AWS::ApiGateway::RestApi").values()
-    preflight = api["Properties"]["Body"]["paths"]["/{proxy+}"]["options"]
-    headers = preflight["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"]
+def integrations(template: dict[str, Any]) -> list[dict[str, Any]]:
+    (api,) = resources_of(template, "AWS::ApiGateway::RestApi").values()
+    return [spec["x-amazon-apigateway-integration"] for verbs in api["Properties"]["Body"]["paths"].values()
+            for spec in verbs.values()]  # fmt: skip
 
-    assert headers["method.response.header.Access-Control-Allow-Origin"] == {"Fn::Sub": "'${CorsOrigin}'"}
-    assert (
-        "options"
-        not in next(iter(resources_of(transformed, "AWS::ApiGateway::RestApi").values()))["Properties"]["Body"][
-            "paths"
-        ]["/{proxy+}"]
-    )
+
+def test_cors_preflights_reach_the_app_without_a_key_and_only_the_configured_origin_is_allowed(
+    transformed: dict[str, Any], transformed_iam: dict[str, Any]
+) -> None:
+    for template, open_security in ((transformed, []), (transformed_iam, [{"NONE": []}])):
+        (api,) = resources_of(template, "AWS::ApiGateway::RestApi").values()
+        preflight = api["Properties"]["Body"]["paths"]["/{proxy+}"]["options"]
+        # a browser's preflight carries no key or signature; the app answers it from its allow-list
+        assert preflight["security"] == open_security
+        assert preflight["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
+        # no MOCK integration anywhere: with "*/*" binary media types API Gateway fails them with a 500
+        assert {i["type"] for i in integrations(template)} == {"aws_proxy"}
     assert function(transformed_iam, "ApiFunction")["Environment"]["Variables"]["AMAAS_CORS_ORIGINS"] == {
         "Ref": "CorsOrigin"
     }
+    # errors API Gateway makes itself (no key, throttled) carry the origin too, so the page can show them
+    (with_cors,) = resources_of(transformed_iam, "AWS::ApiGateway::RestApi").values()
+    responses = with_cors["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        origin = responses[kind]["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+        assert origin == {"Fn::Sub": "'${CorsOrigin}'"}
+    (without,) = resources_of(transformed, "AWS::ApiGateway::RestApi").values()
+    assert "x-amazon-apigateway-gateway-responses" not in without["Properties"]["Body"]
     from samtranslator.yaml_helper import yaml_parse
 
     template = yaml_parse((REPO / "template.yaml").read_text())
@@ -166,6 +180,10 @@ def test_batch_role_reads_incoming_writes_results_and_consumes_its_queue(transfo
 
     assert by_action[("s3:GetObject", "s3:GetObjectVersion")]["Fn::Join"][1][-1] == "/incoming/*"
     assert by_action[("s3:PutObject",)]["Fn::Join"][1][-1] == "/results/*"
+    # listing, only under incoming/, turns a vanished image into NoSuchKey (an error result), not AccessDenied
+    (listing,) = [s for s in statements(transformed, "BatchFunctionRole") if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "incoming/*"}}
+    assert not any(isinstance(part, str) and "*" in part for part in listing["Resource"]["Fn::Join"][1])
     sqs = by_action[
         ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
     ]
@@ -208,6 +226,28 @@ def test_batch_bucket_is_private_encrypted_tls_only_and_expires_work(transformed
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def test_queues_and_the_alarm_topic_refuse_plain_http(transformed: dict[str, Any]) -> None:
+    denied = {}
+    for kind, key in (("AWS::SQS::QueuePolicy", "Queues"), ("AWS::SNS::TopicPolicy", "Topics")):
+        for policy in resources_of(transformed, kind).values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if statement["Effect"] == "Deny":
+                    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                    denied.update({target["Ref"]: statement for target in policy["Properties"][key]})
+
+    assert set(denied) == {"BatchQueue", "BatchDeadLetterQueue", "AlarmTopic"}
+
+
+def test_alarms_can_publish_to_the_alarm_topic(transformed: dict[str, Any]) -> None:
+    # CloudWatch cannot use the AWS-managed SNS key, so an alarm topic encrypted with it never notifies anyone
+    topic = transformed["Resources"]["AlarmTopic"]["Properties"]
+    (policy,) = resources_of(transformed, "AWS::SNS::TopicPolicy").values()
+    (allow,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+
+    assert topic.get("KmsMasterKeyId") != "alias/aws/sns"
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and allow["Action"] == "sns:Publish"
+
+
 # ---------------------------------------------------------------- safe model updates
 
 
@@ -227,7 +267,11 @@ def test_new_versions_reach_users_by_canary_with_rollback_alarms_and_a_pre_traff
     )
     alarms = group["Properties"]["AlarmConfiguration"]
     assert alarms["Enabled"] is True
-    assert {a["Name"]["Ref"] for a in alarms["Alarms"]} == {"NewVersionErrorsAlarm", "NewVersionLatencyAlarm"}
+    assert {a["Name"]["Ref"] for a in alarms["Alarms"]} == {
+        "NewVersionErrorsAlarm",
+        "NewVersionServerErrorsAlarm",
+        "NewVersionLatencyAlarm",
+    }
     assert "DEPLOYMENT_STOP_ON_ALARM" in group["Properties"]["AutoRollbackConfiguration"]["Events"]
 
 
@@ -240,6 +284,13 @@ def test_rollback_alarms_watch_the_new_version_only(transformed: dict[str, Any])
         assert dimensions["ExecutedVersion"] == {"Fn::GetAtt": [version, "Version"]}
         assert dimensions["Resource"] == {"Fn::Sub": "${ApiFunction}:live"}
     assert transformed["Resources"]["NewVersionLatencyAlarm"]["Properties"]["ExtendedStatistic"] == "p99"
+    # the app's own 5xx answers (which Lambda counts as successful invocations), by the version that sent them
+    server_errors = transformed["Resources"]["NewVersionServerErrorsAlarm"]["Properties"]
+    dimensions = {d["Name"]: d["Value"] for d in server_errors["Dimensions"]}
+    assert (server_errors["Namespace"], server_errors["MetricName"]) == ("AMaaS", "ServerErrors")
+    assert dimensions == {"service": "amaas", "function_version": {"Fn::GetAtt": [version, "Version"]}}
+    variables = function(transformed, "ApiFunction")["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "amaas" and variables["POWERTOOLS_METRICS_NAMESPACE"] == "AMaaS"
 
 
 def test_the_hook_is_named_for_codedeploy_and_targets_the_new_version(transformed: dict[str, Any]) -> None:
@@ -330,21 +381,22 @@ def test_monitoring_has_the_alarms_and_a_dashboard() -> None:
     from samtranslator.yaml_helper import yaml_parse
 
     monitoring = yaml_parse((REPO / "infra" / "monitoring.yaml").read_text())
-    alarms = {
-        r["Properties"]["MetricName"]: r["Properties"]
-        for r in monitoring["Resources"].values()
-        if r["Type"] == "AWS::CloudWatch::Alarm"
-    }
+    alarms = [r["Properties"] for r in monitoring["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    watched = Counter(
+        (a["MetricName"], next(d["Name"] for d in a["Dimensions"] if d["Name"] != "Stage")) for a in alarms
+    )
 
-    assert {
-        "5XXError",
-        "Latency",
-        "Throttles",
-        "ApproximateNumberOfMessagesVisible",
-        "ApproximateAgeOfOldestMessage",
-    } <= set(alarms)
-    assert alarms["Latency"]["ExtendedStatistic"] == "p99"
-    assert all(a["AlarmActions"] for a in alarms.values())
+    assert watched == {
+        ("5XXError", "ApiName"): 1,
+        ("Latency", "ApiName"): 1,
+        ("Throttles", "FunctionName"): 2,  # the API function and the batch function
+        ("ApproximateNumberOfMessagesVisible", "QueueName"): 1,  # the DLQ
+        ("ApproximateAgeOfOldestMessage", "QueueName"): 1,
+    }
+    throttled = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms if a["MetricName"] == "Throttles"}
+    assert throttled == {"ApiFunctionName", "BatchFunctionName"}
+    assert next(a for a in alarms if a["MetricName"] == "Latency")["ExtendedStatistic"] == "p99"
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopicArn"}] for a in alarms)
     assert any(r["Type"] == "AWS::CloudWatch::Dashboard" for r in monitoring["Resources"].values())
 
 
