@@ -1,14 +1,17 @@
 """``amaas export``: flags (and ``--config FILE``) → ``ExportConfig`` → ``run_export``.
 
-Flags given on the command line override the file. Importing this module does not import torch.
+Flags given on the command line override the file, both ways for on/off options (``--no-freeze-backbone``).
+Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from amaas.manifest import INTERPOLATIONS
 from amaas_export.config import (
     CALIBRATION_METHODS,
     FOLD_MODES,
@@ -16,14 +19,22 @@ from amaas_export.config import (
     QUANT_TYPES,
     QUANTIZE_MODES,
     ExportConfig,
+    canonical_options,
     read_config_file,
 )
 from amaas_export.errors import ExportError
+
+# Exit codes: 1 for an export that cannot or must not ship (bad options or data, a failed gate); 2 is
+# argparse's own for unusable flags; 3 for a bug in amaas itself.
+EXIT_REFUSED = 1
+EXIT_INTERNAL = 3
+DEBUG_ENV = "AMAAS_DEBUG"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     suppress = argparse.SUPPRESS
     parser.argument_default = suppress
+    on_off = argparse.BooleanOptionalAction
     parser.add_argument("--config", type=Path, help="TOML file of options (keys named like these flags)")
 
     source = parser.add_argument_group("model source")
@@ -32,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     source.add_argument("--weights", help="state dict file (weights_only) or torchvision weights name (IMAGENET1K_V1)")
     source.add_argument("--num-classes", type=int, help="expected number of classes (checked against the data)")
-    source.add_argument("--freeze-backbone", action="store_true", help="train only the classifier head")
+    source.add_argument("--freeze-backbone", action=on_off, help="train only the classifier head")
     source.add_argument("--from-onnx", type=Path, help="an existing ONNX classifier: skip torch entirely")
     source.add_argument("--labels", dest="labels_file", type=Path, help="with --from-onnx: class names, one per line")
 
@@ -43,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean")
     data.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std")
     data.add_argument("--channel-order", choices=("RGB", "BGR"))
-    data.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic"))
+    data.add_argument(
+        "--interpolation", choices=INTERPOLATIONS, help="resize filter (default: the weights', or bilinear)"
+    )
 
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, help="training epochs (default 20, or 0 with --weights)")
@@ -56,12 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optimization.add_argument("--prune-epochs", type=int, help="fine-tuning epochs after pruning")
     optimization.add_argument("--quantize", choices=QUANTIZE_MODES, help="int8 (default), auto, or none")
     optimization.add_argument("--calibration", choices=CALIBRATION_METHODS)
-    optimization.add_argument("--per-tensor", dest="per_channel", action="store_false", help="one scale per tensor")
+    optimization.add_argument(
+        "--per-channel", action=on_off, help="one weight scale per output channel (default), or per tensor"
+    )
+    optimization.add_argument("--per-tensor", dest="per_channel", action="store_false", help="= --no-per-channel")
     optimization.add_argument("--activation-type", choices=QUANT_TYPES)
     optimization.add_argument("--weight-type", choices=QUANT_TYPES)
     optimization.add_argument("--float-nodes", help="comma-separated node names to keep in float")
     optimization.add_argument("--calibration-samples", type=int)
-    optimization.add_argument("--require-int8", action="store_true", help="with --quantize auto: fail, never ship FP32")
+    optimization.add_argument("--require-int8", action=on_off, help="with --quantize auto: fail rather than ship FP32")
     optimization.add_argument(
         "--fold-normalization", choices=FOLD_MODES, help="uint8 input, normalisation in the graph"
     )
@@ -83,11 +99,13 @@ def build_config(args: argparse.Namespace) -> ExportConfig:
     options = dict(vars(args))
     options.pop("command", None)
     path = options.pop("config", None)
-    merged = {**(read_config_file(path) if path else {}), **options}
-    return ExportConfig.from_options(merged)
+    from_file = canonical_options(read_config_file(path)) if path else {}
+    return ExportConfig.from_options({**from_file, **canonical_options(options)})
 
 
 def run(args: argparse.Namespace) -> int:
+    """Runs the export; every failure is one line on stderr and a non-zero exit, never a traceback (unless
+    ``AMAAS_DEBUG=1``, for a bug report)."""
     try:
         config = build_config(args)
         from amaas_export.pipeline import run_export
@@ -95,11 +113,21 @@ def run(args: argparse.Namespace) -> int:
         run_export(config)
     except ExportError as exc:
         print(f"amaas export: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     except ModuleNotFoundError as exc:
         print(
             f"amaas export: error: {exc.name} is not installed; install the export extra: pip install 'amaas[export]'",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_REFUSED
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        message = " ".join(str(exc).split())[:500]
+        print(
+            f"amaas export: internal error ({exc.__class__.__name__}): {message}\n"
+            f"This is a bug in amaas; run again with {DEBUG_ENV}=1 to see the traceback, and report it.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     return 0

@@ -4,11 +4,13 @@ passed to every pipeline step and recorded in the manifest so an export can be r
 from __future__ import annotations
 
 import tomllib
+import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from amaas.manifest import INTERPOLATIONS
 from amaas_export.errors import ConfigError
 
 DEFAULT_EPOCHS = 20
@@ -46,6 +48,7 @@ class QuantizationConfig:
     require_int8: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _choice("--quantize", self.mode, QUANTIZE_MODES)
         _choice("--calibration", self.calibration, CALIBRATION_METHODS)
         _choice("--activation-type", self.activation_type, QUANT_TYPES)
@@ -74,8 +77,10 @@ class ExportConfig:
         image_size: Model input side (crop). Defaults: 32 for cifar-cnn, the weights' crop for pretrained
             weights, 224 for other torchvision models and ONNX models without a fixed size.
         resize: Shorter side before the centre crop; defaults to the weights' resize or ``image_size``.
-        mean, std, channel_order, interpolation: Preprocessing; defaults come from the weights, the data
-            (mean/std of the training images) or, for ONNX models, ImageNet's statistics.
+        mean, std, channel_order, interpolation: Preprocessing; defaults come from the weights (pretrained
+            weights bring their resize, crop, interpolation and mean/std), the data (mean/std of the training
+            images) or, for ONNX models, ImageNet's statistics. ``interpolation=None`` means the weights'
+            (bilinear without them).
         epochs, batch_size, learning_rate, seed: Training. ``epochs=None`` means 20 from scratch, 0 with weights.
         prune: Fraction of channels removed by structured pruning (0 = no pruning); ``prune_epochs`` fine-tunes after.
         quantization: See ``QuantizationConfig``.
@@ -103,7 +108,7 @@ class ExportConfig:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     channel_order: str = "RGB"
-    interpolation: str = "bilinear"
+    interpolation: str | None = None
     epochs: int | None = None
     batch_size: int = 128
     learning_rate: float = 0.005
@@ -121,6 +126,7 @@ class ExportConfig:
     version: str | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.from_onnx is not None:
             if self.labels_file is None:
                 raise ConfigError("--from-onnx needs --labels FILE (one class name per line, in output order)")
@@ -151,13 +157,11 @@ class ExportConfig:
             raise ConfigError("--batch-size, --learning-rate, --parity-tolerance and --max-size-mb must be positive")
         if self.num_classes is not None and self.num_classes < 2:
             raise ConfigError("--num-classes must be at least 2")
-        for name, values in (("mean", self.mean), ("std", self.std)):
-            if values is not None and len(values) != 3:
-                raise ConfigError(f"--{name} takes three numbers (R G B)")
         _choice("--fold-normalization", self.fold_normalization, FOLD_MODES)
         _choice("--optimize", self.optimize, OPTIMIZE_LEVELS)
         _choice("--channel-order", self.channel_order, ("RGB", "BGR"))
-        _choice("--interpolation", self.interpolation, ("nearest", "bilinear", "bicubic"))
+        if self.interpolation is not None:
+            _choice("--interpolation", self.interpolation, INTERPOLATIONS)
 
     @property
     def train_epochs(self) -> int:
@@ -186,12 +190,13 @@ class ExportConfig:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ExportConfig:
-        """Builds a config from flat option names (CLI dest names or TOML keys, dashes or underscores).
+        """Builds a config from flat option names: CLI dest names, flag names or TOML keys, with dashes or
+        underscores (see ``canonical_options``).
 
         Raises:
             ConfigError: An unknown option or a value of the wrong type.
         """
-        flat = {k.replace("-", "_"): v for k, v in options.items() if v is not None}
+        flat = canonical_options(options)
         quant_fields = {f.name for f in fields(QuantizationConfig)}
         top_fields = {f.name for f in fields(cls)} - {"quantization"}
         reverse = {v: k for k, v in _QUANT_KEYS.items()}
@@ -202,18 +207,19 @@ class ExportConfig:
             reverse.get(k, k): v for k, v in flat.items() if reverse.get(k, k) in quant_fields and k not in top_fields
         }
         top = {k: v for k, v in flat.items() if k in top_fields}
+        # Files and flags give text and lists; the types below are checked in __post_init__.
+        for key in ("out", "from_onnx", "labels_file"):
+            if isinstance(top.get(key), str):
+                top[key] = Path(top[key])
+        for key in ("mean", "std"):
+            if isinstance(top.get(key), list | tuple):
+                top[key] = tuple(float(v) if _is_number(v) else v for v in top[key])
+        nodes = quant.get("float_nodes")
+        if isinstance(nodes, str | list):
+            quant["float_nodes"] = tuple(nodes.split(",") if isinstance(nodes, str) else nodes)
+        if isinstance(top.get("weights"), Path):
+            top["weights"] = str(top["weights"])
         try:
-            for key in ("out", "from_onnx", "labels_file"):
-                if key in top:
-                    top[key] = Path(top[key])
-            for key in ("mean", "std"):
-                if key in top:
-                    top[key] = tuple(float(v) for v in top[key])
-            if "float_nodes" in quant:
-                nodes = quant["float_nodes"]
-                quant["float_nodes"] = tuple(nodes.split(",") if isinstance(nodes, str) else nodes)
-            if "weights" in top:
-                top["weights"] = str(top["weights"])
             return cls(quantization=QuantizationConfig(**quant), **top)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad export option value: {exc}") from exc
@@ -221,6 +227,33 @@ class ExportConfig:
 
 # Quantization settings appear flat in flags and files under these names.
 _QUANT_KEYS = {"mode": "quantize"}
+# Flags named unlike the setting they set; a file may use either name.
+_ALIASES = {"labels": "labels_file", "model_version": "version"}
+_INVERTED = {"per_tensor": "per_channel"}
+_FLAGS = {"labels_file": "--labels", "version": "--model-version", "mode": "--quantize"}
+
+
+def canonical_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options under the names ``from_options`` reads: underscores for dashes, and the flag names that
+    differ from their setting (``labels``, ``model-version``, ``per-tensor = true``) renamed; ``None`` dropped.
+
+    Raises:
+        ConfigError: One setting given twice under different names, or ``per-tensor`` not true or false.
+    """
+    result: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        name = key.replace("-", "_")
+        if name in _INVERTED:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false; got {value!r}")
+            name, value = _INVERTED[name], not value
+        name = _ALIASES.get(name, name)
+        if name in result:
+            raise ConfigError(f"{key} sets {_flag(name)}, which is given twice")
+        result[name] = value
+    return result
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -230,7 +263,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
@@ -264,3 +299,47 @@ def _plain(value: Any) -> Any:
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{flag} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _check_types(settings: QuantizationConfig | ExportConfig) -> None:
+    """Refuses values of the wrong type (``data = 5`` in a file) with the option's name, before any use."""
+    hints = get_type_hints(type(settings))
+    for f in fields(settings):
+        value, expected = getattr(settings, f.name), hints[f.name]
+        if not _is_a(value, expected):
+            raise ConfigError(f"{_flag(f.name)} must be {_describe(expected)}; got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_a(value: Any, expected: Any) -> bool:
+    origin, args = get_origin(expected), get_args(expected)
+    if origin in (Union, types.UnionType):
+        return any(_is_a(value, arg) for arg in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_is_a(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_is_a(v, a) for v, a in zip(value, args, strict=True))
+    if expected is float:
+        return _is_number(value)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _describe(expected: Any) -> str:
+    args = [a for a in get_args(expected) if a is not type(None)]
+    if get_origin(expected) in (Union, types.UnionType) and len(args) == 1:
+        return _describe(args[0])
+    if get_origin(expected) is tuple:
+        return "a list of names" if args[-1] is Ellipsis else "three numbers (R G B)"
+    names = {str: "text", int: "a whole number", float: "a number", bool: "true or false", Path: "a path"}
+    return names.get(expected, getattr(expected, "__name__", str(expected)))

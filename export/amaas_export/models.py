@@ -4,9 +4,11 @@ frozen backbone)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import urllib.error
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,15 @@ class CifarCNN(nn.Module):
         x = torch.relu(self.fc2(x))
         logits: torch.Tensor = self.fc3(x)
         return logits
+
+
+# GoogLeNet and Inception v3 add auxiliary classifiers that, in training mode, make the model return a
+# (logits, aux...) tuple; they only help train ImageNet from scratch, and are dropped from pretrained models too.
+# Passing init_weights avoids torchvision's FutureWarning about its default changing.
+_NO_AUX: dict[str, dict[str, Any]] = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
 
 
 @dataclass(frozen=True)
@@ -121,10 +132,33 @@ def build_model(arch: str, num_classes: int, *, pretrained: Pretrained | None = 
     if ":" in arch:
         return _custom_module(arch, num_classes)
     if pretrained is None:
-        model: nn.Module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        model: nn.Module = torchvision.models.get_model(
+            arch, weights=None, num_classes=num_classes, **_NO_AUX.get(arch, {})
+        )
         return model
-    try:
+    with _weights_errors(arch, pretrained):
         model = torchvision.models.get_model(arch, weights=pretrained.name)
+    if num_classes != len(pretrained.categories):
+        replace_head(model, num_classes)
+    return model
+
+
+def fetch_pretrained(arch: str, pretrained: Pretrained) -> None:
+    """Puts the weights file in torchvision's cache (downloading it if needed) so that an export that
+    cannot get it fails before any data is read or any model is built.
+
+    Raises:
+        ConfigError: The weights can be neither read from the cache nor downloaded.
+    """
+    weights = torchvision.models.get_weight(pretrained.name)
+    with _weights_errors(arch, pretrained):
+        weights.get_state_dict(progress=True, check_hash=True, map_location="cpu", weights_only=True)
+
+
+@contextlib.contextmanager
+def _weights_errors(arch: str, pretrained: Pretrained) -> Iterator[None]:
+    try:
+        yield
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise ConfigError(
@@ -132,9 +166,6 @@ def build_model(arch: str, num_classes: int, *, pretrained: Pretrained | None = 
             f"network access to download.pytorch.org; offline, put the weights file in {cache}/ or pass a "
             "state dict with --weights path/to/file.pt"
         ) from exc
-    if num_classes != len(pretrained.categories):
-        replace_head(model, num_classes)
-    return model
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
@@ -177,9 +208,15 @@ def _torchvision_classifiers() -> list[str]:
 def _custom_class(spec: str) -> type[nn.Module]:
     module_name, _, class_name = spec.partition(":")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
         raise ConfigError(f"cannot import {spec}: {exc}. Is its package on PYTHONPATH?") from exc
+    except Exception as exc:  # the user's module failed while running: say so, without our traceback
+        raise ConfigError(f"importing {module_name} (for {spec}) raised {exc.__class__.__name__}: {exc}") from exc
+    try:
+        cls = getattr(module, class_name)
+    except AttributeError as exc:
+        raise ConfigError(f"cannot import {spec}: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"{spec} is not an nn.Module subclass")
     return cls

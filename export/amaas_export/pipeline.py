@@ -104,6 +104,11 @@ def run_export(config: ExportConfig, log: Log = print) -> ExportResult:
 
             check_architecture(config.arch)
         plan = plan_source(config, work)
+        if plan.pretrained is not None:
+            from amaas_export.models import Pretrained, fetch_pretrained
+
+            assert isinstance(plan.pretrained, Pretrained)
+            fetch_pretrained(config.arch, plan.pretrained)  # a download that cannot happen fails before the data
         ctx = _load_data(config, plan, work, log)
 
         stages = [_onnx_stage(ctx, plan) if plan.onnx else _torch_stage(ctx, plan)]
@@ -151,7 +156,7 @@ def _load_data(config: ExportConfig, plan: SourcePlan, work: Path, log: Log) -> 
         crop=plan.crop,
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
-        interpolation=config.interpolation,
+        interpolation=plan.interpolation,
         channel_order=config.channel_order,
     )
     dataset = datasets.load(config.data, geometry, seed=config.seed)
@@ -232,10 +237,19 @@ def _torch_stage(ctx: Context, plan: SourcePlan) -> Stage:
 def _check_outputs(model: nn.Module, ctx: Context) -> None:
     import torch
 
+    crop = ctx.prep.crop
     example = torch.from_numpy(model_input(ctx.dataset.test.pixels[:2], ctx.prep, _float_spec(ctx)))
     model.eval()
-    with torch.inference_mode():
-        shape = tuple(model(example).shape)
+    try:
+        with torch.inference_mode():
+            output = model(example)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ConfigError(
+            f"{ctx.config.arch} fails on a batch of 2 {crop}x{crop} images ({exc.__class__.__name__}: {first}); "
+            "is it built for another input size? Set --image-size to the size it expects."
+        ) from exc
+    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
     if shape != (2, len(ctx.dataset.labels)):
         raise ConfigError(f"the model returns {shape} for 2 images; expected (2, {len(ctx.dataset.labels)}) logits")
 
@@ -270,6 +284,9 @@ def _pruned_stage(ctx: Context, parent: Stage) -> Stage:
     model = copy.deepcopy(parent.model)
     example = torch.from_numpy(model_input(ctx.dataset.test.pixels[:2], ctx.prep, parent.spec))
     prune_channels(model, example, config.prune)
+    if config.freeze_backbone:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        ctx.log(f"freeze: backbone still frozen after pruning, {trainable} trainable parameters in the head")
     if config.finetune_epochs:
         ctx.log(f"prune: {config.prune:.0%} of channels removed; fine-tuning {config.finetune_epochs} epochs")
         train(
@@ -332,11 +349,13 @@ def _quantized_stage(ctx: Context, parent: Stage) -> Stage | None:
         if settings.require_int8:
             raise GateError(f"INT8 accuracy gate failed: {message}; --require-int8 is set, so nothing was written")
         ctx.log(f"WARNING: {message}. SHIPPING THE FLOAT MODEL ({parent.name}), NOT INT8.")
+        ctx.record["recipe_quantization"] = replace(settings, mode="none")
         ctx.record["quantization"].update({"candidates": table, "chosen": None})
         return None
     _, _, best = min(passing)
     candidate, stage, drop, float_nodes = results[best]
     ctx.log(f"int8: auto chose {candidate.describe()} ({timings[best]:.3f} ms, {-drop:+.2f} points)")
+    ctx.record["recipe_quantization"] = replace(candidate, mode="int8")
     _record_quantization(ctx, candidate, float_nodes, drop, table)
     return stage
 
@@ -491,8 +510,20 @@ def _write_artifact(ctx: Context, staging: Path, manifest: Manifest, reports: li
     )
     ctx.log(f"golden: {len(golden)} held-out images with the served model's answers, for the pre-traffic check")
     stage_chart(reports, staging / CHART_FILE, f"{manifest.name}: accuracy vs latency (marker area: file size)")
-    write_config_file(staging / CONFIG_FILE, ctx.config)
+    write_config_file(staging / CONFIG_FILE, _recipe(ctx))
     (staging / CARD_FILE).write_text(render_card(manifest, chart=CHART_FILE, config_file=CONFIG_FILE), encoding="utf-8")
+
+
+def _recipe(ctx: Context) -> ExportConfig:
+    """The settings as run, with what ``auto`` decided by measuring written down, so that re-running the recipe
+    repeats the decisions instead of re-timing them on another machine (and maybe deciding otherwise)."""
+    recipe = ctx.config
+    fold = ctx.record["optimization"]["fold_normalization"]
+    if recipe.fold_normalization == "auto":
+        recipe = replace(recipe, fold_normalization="on" if fold["applied"] else "off")
+    if "recipe_quantization" in ctx.record:
+        recipe = replace(recipe, quantization=ctx.record["recipe_quantization"])
+    return recipe
 
 
 def _finish(staging: Path, manifest: Manifest) -> Manifest:

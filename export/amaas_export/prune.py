@@ -20,12 +20,20 @@ def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float) -> nn.
     Channels coupled by residual additions or concatenations are pruned together (torch-pruning's
     dependency graph). The classifier head keeps its outputs: they are the classes.
 
+    A frozen backbone is pruned too, and stays frozen. torch-pruning finds layers by tracing the autograd
+    graph, in which frozen layers do not appear (it would prune nothing), and it swaps in new trainable
+    ``nn.Parameter``s (which would unfreeze them for the fine-tuning that follows); so every parameter is
+    made trainable for the pruning and the frozen ones are frozen again afterwards.
+
     Raises:
         ConfigError: torch-pruning cannot trace the architecture.
     """
     import torch_pruning as tp
 
     model.eval()
+    frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -41,4 +49,7 @@ def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float) -> nn.
         raise ConfigError(
             f"structured pruning failed on this architecture ({exc.__class__.__name__}: {exc}); export without --prune"
         ) from exc
+    finally:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name not in frozen)
     return model

@@ -20,6 +20,11 @@ from amaas_export.config import QuantizationConfig
 from amaas_export.data import ImageSet
 
 CALIBRATION_BATCH = 32
+# quantize_static gives ORT's entropy calibrator 128 histogram bins for 128 quantized bins: a single candidate
+# range, the full one, so "entropy" would silently be minmax. 2048 bins is what ORT's percentile method and
+# PyTorch's histogram observer use; the KL search then really chooses where to clip.
+ENTROPY_HISTOGRAM_BINS = 2048
+ENTROPY_QUANTIZED_BINS = 128
 
 
 def candidates(base: QuantizationConfig) -> list[QuantizationConfig]:
@@ -78,10 +83,15 @@ def quantize_int8(
                 f"--float-nodes {', '.join(missing)}: no such node; the graph has e.g. {sorted(names)[:6]}"
             )
         float_nodes = sorted({*heads, *settings.float_nodes})
+        reader = _CalibrationReader(calibration, prep, input_name)
+        ranges = None
+        if settings.calibration == "entropy":
+            ranges = Path(work) / "ranges.json"
+            _entropy_ranges(prepared, reader, ranges)  # quantize_static then reads the ranges from the file
         quantize_static(
             str(prepared),
             str(int8_path),
-            _CalibrationReader(calibration, prep, input_name),
+            reader if ranges is None else None,
             quant_format=QuantFormat.QDQ,
             per_channel=settings.per_channel,
             activation_type=types[settings.activation_type],
@@ -89,8 +99,26 @@ def quantize_int8(
             calibrate_method=methods[settings.calibration],
             nodes_to_exclude=float_nodes,
             extra_options={"ActivationSymmetric": settings.activation_type == "int8"},
+            calibration_cache_path=None if ranges is None else str(ranges),
         )
     return float_nodes
+
+
+def _entropy_ranges(model: Path, reader: _CalibrationReader, ranges: Path) -> None:
+    """Calibrates activation ranges by minimal KL divergence (TensorRT's entropy method) and saves them in the
+    cache file format ``quantize_static`` reads."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(
+        model,
+        [],
+        augmented_model_path=str(ranges.with_name("augmented.onnx")),
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options={"num_bins": ENTROPY_HISTOGRAM_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS},
+    )
+    calibrator.collect_data(reader)
+    save_tensors_data(calibrator.compute_data(), ranges)
 
 
 @contextlib.contextmanager

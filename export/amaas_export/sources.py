@@ -21,6 +21,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = {CIFAR_CNN: 32}
 TORCHVISION_DEFAULT_SIZE = 224
+DEFAULT_INTERPOLATION = "bilinear"
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class OnnxSource:
 @dataclass(frozen=True)
 class SourcePlan:
     """Attributes:
-    resize, crop: Input geometry.
+    resize, crop, interpolation: Input geometry.
     mean, std: Normalisation if the source fixes it (pretrained weights, ONNX, flags); ``None`` means
         "measure it on the training images".
     labels: Class names if the source fixes them (ONNX labels file, pretrained categories).
@@ -46,12 +47,19 @@ class SourcePlan:
     mean: tuple[float, float, float] | None
     std: tuple[float, float, float] | None
     labels: tuple[str, ...] | None
+    interpolation: str = DEFAULT_INTERPOLATION
     pretrained: object | None = None
     onnx: OnnxSource | None = None
 
 
 def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
-    """Resolves the source's defaults; explicit flags always win."""
+    """Resolves the source's defaults; explicit flags always win.
+
+    Pretrained weights bring the preprocessing they were trained with: resize, crop, interpolation (bicubic
+    for EfficientNet, bilinear for most) and mean/std. With another ``--image-size``, the resize keeps the
+    weights' crop ratio (256/224 → 73 for a 64 crop).
+    """
+    interpolation = config.interpolation or DEFAULT_INTERPOLATION
     if config.from_onnx is not None:
         source = prepare_onnx(config.from_onnx, config.labels_file, work, config.image_size)
         crop = source.input.shape[2] if source.input.layout == "NCHW" else source.input.shape[1]
@@ -61,6 +69,7 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
             mean=config.mean or IMAGENET_MEAN,
             std=config.std or IMAGENET_STD,
             labels=source.labels,
+            interpolation=interpolation,
             onnx=source,
         )
     if config.weights is not None:
@@ -70,15 +79,23 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
             info = pretrained_info(config.arch, config.weights)
             crop = config.image_size or info.crop
             return SourcePlan(
-                resize=config.resize or (info.resize if crop == info.crop else crop),
+                resize=config.resize or max(crop, round(crop * info.resize / info.crop)),
                 crop=crop,
                 mean=config.mean or info.mean,
                 std=config.std or info.std,
                 labels=info.categories,
+                interpolation=config.interpolation or info.interpolation,
                 pretrained=info,
             )
     crop = config.image_size or DEFAULT_SIZE.get(config.arch, TORCHVISION_DEFAULT_SIZE)
-    return SourcePlan(resize=config.resize or crop, crop=crop, mean=config.mean, std=config.std, labels=None)
+    return SourcePlan(
+        resize=config.resize or crop,
+        crop=crop,
+        mean=config.mean,
+        std=config.std,
+        labels=None,
+        interpolation=interpolation,
+    )
 
 
 def read_labels(path: Path) -> tuple[str, ...]:
@@ -106,8 +123,11 @@ def prepare_onnx(path: Path, labels_file: Path | None, work: Path, image_size: i
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
-    except (OSError, onnx.checker.ValidationError) as exc:
-        raise ConfigError(f"--from-onnx {path} is not a valid ONNX model: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read --from-onnx {path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # protobuf's DecodeError, the checker's ValidationError: not an ONNX model
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
+        raise ConfigError(f"--from-onnx {path} is not a valid ONNX model: {first}") from exc
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1 or len(model.graph.output) != 1:

@@ -81,7 +81,7 @@ def train(
             x = _augment(x, generator)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x)
+            logits = main_logits(model(x))
             loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -102,6 +102,15 @@ def train(
     model.to(memory_format=torch.contiguous_format)
     model.eval()
     return reports
+
+
+def main_logits(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The logits of a model that, in training mode, also returns auxiliary ones (torchvision's GoogLeNet and
+    Inception v3 with ``aux_logits``, and user modules like them): the main logits come first. Exported models
+    run in eval mode, where these return the logits alone."""
+    if isinstance(output, tuple):
+        return output[0]
+    return output
 
 
 def _freeze_frozen_batchnorm(model: nn.Module) -> None:

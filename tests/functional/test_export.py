@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -188,26 +192,85 @@ def test_export_from_user_weights_without_training(export: Export, tmp_path: Pat
     assert manifest.details["provenance"]["weights"]["sha256"] == sha256_file(tmp_path / "weights.pt")
 
 
+AMAAS = Path(sys.executable).with_name("amaas")  # the installed console script, as a user runs it
+
+
+def amaas_export(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(AMAAS), "export", *args], capture_output=True, text=True, env=env, check=False)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--arch", "resnet9000"], "unknown architecture"),
         (["--data", "imagefolder:/nonexistent/photos"], "is not a directory"),
         (["--weights", "/nonexistent/w.pt", "--epochs", "0"], "does not exist"),
-        (["--quantize", "int4"], "invalid choice"),
         (["--prune", "1.5"], "0 <= p < 1"),
+        (["--from-onnx", "{tmp}/photo.onnx", "--labels", "{tmp}/labels.txt"], "is not a valid ONNX model"),
+        (["--config", "{tmp}"], "cannot read config file"),
+        (["--config", "{tmp}/typed.toml"], "--arch must be text; got 5"),
+        (["--quantize", "int4"], "invalid choice"),
     ],
+    ids=["arch", "data", "weights", "prune", "not-onnx", "config-dir", "config-type", "argparse"],
 )
-def test_bad_options_fail_with_a_message_not_a_traceback(
-    export: Export, capsys: pytest.CaptureFixture[str], args: list[str], message: str
-) -> None:
-    try:
-        run = export(*TINY, *args)
-        code, error = run.code, run.stderr
-    except SystemExit as exc:  # argparse refuses invalid choices itself, with usage and exit status 2
-        code, error = int(str(exc.code)), capsys.readouterr().err
-    assert code in (1, 2)
-    assert message in error and "Traceback" not in error
+def test_bad_options_fail_with_a_message_not_a_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    # GIVEN files a user might point at by mistake: a JPEG renamed .onnx, a config file of the wrong types
+    (tmp_path / "photo.onnx").write_bytes(encode_image(synthetic_data.sample("star"), "JPEG"))
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    (tmp_path / "typed.toml").write_text("arch = 5\n")
+
+    # WHEN the real command runs
+    result = amaas_export(
+        "--data", "synthetic:200", *(a.format(tmp=tmp_path) for a in args), "--out", str(tmp_path / "model")
+    )
+
+    # THEN it exits non-zero with the message and no stack trace: one line of its own, or argparse's usage
+    assert result.returncode == (2 if message == "invalid choice" else 1), result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    if result.returncode == 1:
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("amaas export: error: ")
+
+
+BUG = """
+import sys
+import amaas_export.pipeline
+
+def run_export(config):
+    raise KeyError("stage")
+
+amaas_export.pipeline.run_export = run_export
+from amaas.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_internal_error_is_one_line_with_a_distinct_exit_code_unless_debugging(tmp_path: Path) -> None:
+    # GIVEN a bug in amaas (here: one planted in the pipeline)
+    command = [sys.executable, "-c", BUG, "export", *TINY, "--out", str(tmp_path / "model")]
+
+    # WHEN the command runs normally, and again with AMAAS_DEBUG=1
+    plain = subprocess.run(command, capture_output=True, text=True, check=False)
+    debug = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "AMAAS_DEBUG": "1"}, check=False)
+
+    # THEN the user sees one line saying it is a bug and how to see more, with an exit code unlike a gate's
+    assert plain.returncode == 3
+    assert plain.stderr.startswith("amaas export: internal error (KeyError): 'stage'\n")
+    assert "AMAAS_DEBUG=1" in plain.stderr and "Traceback" not in plain.stderr
+    # AND with AMAAS_DEBUG=1 the traceback is there for the bug report
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "KeyError: 'stage'" in debug.stderr
+
+
+def test_num_classes_is_checked_against_the_data(export: Export) -> None:
+    fast = ("--quantize", "none", "--optimize", "none", "--fold-normalization", "off")
+
+    wrong = export(*TINY, *fast, "--num-classes", "3")
+    right = export(*TINY, *fast, "--num-classes", "10")
+
+    assert wrong.code == 1
+    assert "--num-classes 3 but the data has 10 classes" in wrong.stderr
+    assert not wrong.out.exists()
+    assert right.code == 0, right.stderr
+    assert len(right.manifest.labels) == 10 and right.manifest.output.shape == (-1, 10)
 
 
 def test_out_that_is_not_an_artifact_is_never_replaced(export: Export, tmp_path: Path) -> None:
@@ -248,3 +311,18 @@ def test_the_recipe_in_an_artifact_reproduces_it_byte_for_byte(export: Export) -
 
     assert sha256_file(again.out / MODEL_FILE) == sha256_file(first.out / MODEL_FILE)
     assert again.manifest.version == first.manifest.version
+
+
+def test_the_recipe_repeats_what_auto_decided_instead_of_measuring_again(export: Export) -> None:
+    first = export(*TINY, "--calibration-samples", "64", "--quantize", "auto", "--fold-normalization", "auto")
+    recipe = tomllib.loads((first.out / "export.toml").read_text())
+    optimization = first.manifest.details["optimization"]["fold_normalization"]
+    quantization = first.manifest.details["quantization"]
+
+    # a timing-based choice re-made on another machine could differ; the recipe pins the one made here
+    assert recipe["fold-normalization"] == ("on" if optimization["applied"] else "off")
+    if quantization.get("chosen"):
+        assert recipe["quantize"] == "int8" and recipe["calibration"] == quantization["calibration_method"]
+        assert recipe["per-channel"] == quantization["per_channel"]
+    else:
+        assert recipe["quantize"] == "none"

@@ -3,6 +3,7 @@ normalisation into the graph, and baking ONNX Runtime optimizations into the fil
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from mangum import Mangum
+from onnx import numpy_helper
 
 from amaas.api.app import create_app
 from amaas.manifest import CARD_FILE, MODEL_FILE
@@ -99,16 +101,71 @@ def test_require_int8_turns_that_into_a_failure(export: Export, monkeypatch: pyt
     assert not run.out.exists()
 
 
-def test_quantization_settings_are_applied_and_recorded(export: Export) -> None:
-    run = export(
-        *TINY, "--calibration", "percentile", "--per-tensor", "--activation-type", "int8", "--weight-type", "int8",
-        "--max-accuracy-drop", "100",
-    )  # fmt: skip
+@pytest.fixture(scope="module")
+def trained_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cifar-cnn weights trained once, so several exports quantize the very same float model."""
+    import torch
 
-    quantization = run.manifest.details["quantization"]
-    assert quantization["calibration_method"] == "percentile"
-    assert quantization["per_channel"] is False
+    from amaas.manifest import Preprocessing
+    from amaas_export import data
+    from amaas_export.models import build_model
+    from amaas_export.train import train
+
+    torch.manual_seed(0)
+    dataset = data.load("synthetic:1000", Preprocessing(32, 32, (0, 0, 0), (1, 1, 1)), seed=0)
+    prep = Preprocessing(32, 32, *data.mean_std(dataset.train))
+    model = build_model("cifar-cnn", 10)
+    train(model, dataset.train, dataset.test, prep, epochs=2, batch_size=64, learning_rate=0.005, seed=0, report=print)
+    path = tmp_path_factory.mktemp("weights") / "cifar-cnn.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _qdq(path: Path) -> dict[str, Any]:
+    """What the QDQ graph holds: zero-point types of activations and weights, weight-scale shapes, and the
+    scale each activation tensor is quantized with."""
+    graph = onnx.load(str(path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    weight_inputs = {n.input[1] for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")}
+    weights = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] in weight_inputs]
+    return {
+        "activation_zero_points": {init[n.input[2]].dtype.name for n in quantize},
+        "weight_zero_points": {init[n.input[2]].dtype.name for n in weights},
+        "weight_scale_dims": {init[n.input[1]].ndim for n in weights},
+        "activation_scales": {n.input[0]: float(init[n.input[1]]) for n in quantize},
+    }
+
+
+def test_quantization_settings_are_applied_and_recorded(export: Export, trained_weights: Path) -> None:
+    # GIVEN one float model, quantized with each calibration method and both weight granularities and types
+    common = ("--data", "synthetic:1000", "--weights", str(trained_weights), "--optimize", "none")
+    common += ("--fold-normalization", "off", "--max-accuracy-drop", "100", "--calibration-samples", "256")
+    minmax = export(*common)
+    entropy = export(*common, "--calibration", "entropy")
+    percentile = export(*common, "--calibration", "percentile")
+    signed = export(
+        *common, "--calibration", "percentile", "--per-tensor", "--activation-type", "int8", "--weight-type", "int8"
+    )
+
+    # THEN the defaults give uint8 activations, int8 weights and one weight scale per output channel
+    default = _qdq(minmax.out / MODEL_FILE)
+    assert default["activation_zero_points"] == {"uint8"} and default["weight_zero_points"] == {"int8"}
+    assert default["weight_scale_dims"] == {1}
+    # AND the flags change the graph: int8 activations, one scalar scale per weight tensor
+    flagged = _qdq(signed.out / MODEL_FILE)
+    assert flagged["activation_zero_points"] == {"int8"} and flagged["weight_zero_points"] == {"int8"}
+    assert flagged["weight_scale_dims"] == {0}
+    # AND entropy and percentile calibration pick other activation ranges than minmax
+    for other in (entropy, percentile):
+        scales = _qdq(other.out / MODEL_FILE)["activation_scales"]
+        assert scales.keys() == default["activation_scales"].keys()
+        assert scales != pytest.approx(default["activation_scales"], rel=1e-3)
+    # AND the manifest records what was applied
+    quantization = signed.manifest.details["quantization"]
+    assert (quantization["calibration_method"], quantization["per_channel"]) == ("percentile", False)
     assert (quantization["activation_type"], quantization["weight_type"]) == ("int8", "int8")
+    assert entropy.manifest.details["quantization"]["chosen"] == "entropy/per-channel/U8S8"
 
 
 def test_float_nodes_stay_in_float(export: Export) -> None:
@@ -160,9 +217,15 @@ def test_folded_normalization_serves_the_same_predictions(export: Export) -> Non
 
 
 def test_offline_optimization_is_baked_in_or_left_out(export: Export) -> None:
-    optimized = export(*TINY)
-    plain = export(*TINY, "--optimize", "none")
+    optimized = export(*TINY, "--fold-normalization", "off")
+    plain = export(*TINY, "--fold-normalization", "off", "--optimize", "none")
 
+    # the served graph is ORT's rewrite: quantize-dequantize pairs fused into integer operators
+    optimized_ops = Counter(n.op_type for n in onnx.load(str(optimized.out / MODEL_FILE)).graph.node)
+    plain_ops = Counter(n.op_type for n in onnx.load(str(plain.out / MODEL_FILE)).graph.node)
+    assert optimized_ops["QLinearConv"] == plain_ops["Conv"] == 2 and optimized_ops["Conv"] == 0
+    assert plain_ops["QLinearConv"] == 0 and plain_ops["DequantizeLinear"] > optimized_ops["DequantizeLinear"]
+    assert optimized_ops.total() < plain_ops.total()
     create = optimized.manifest.details["optimization"]["session_create_ms"]
     assert create["as_exported"] > 0 and create["optimized"] > 0
     assert "session_create_ms" not in plain.manifest.details["optimization"]

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.error
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -41,14 +43,31 @@ def write_imagefolder(root: Path, labels: tuple[str, ...], per_class: int, size:
             synthetic.sample(label, variant=variant, size=size).save(root / label / f"{variant}.png")
 
 
-def test_pretrained_weights_without_network_or_cache_fail_clearly(export: Export, torch_home: Path) -> None:
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """torch's downloader fails as it does without network; yields the URLs it was asked for."""
+    asked: list[str] = []
+
+    def urlopen(request: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(getattr(request, "full_url", request))
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "urlopen", urlopen)
+    return asked
+
+
+def test_pretrained_weights_without_network_or_cache_fail_clearly(
+    export: Export, torch_home: Path, offline: list[str]
+) -> None:
     run = export(
         "--arch", "mobilenet_v3_small", "--weights", "IMAGENET1K_V1", "--data", "synthetic:200", "--epochs", "1"
     )
 
     assert run.code == 1
+    assert offline == ["https://download.pytorch.org/models/" + MOBILENET_WEIGHTS_FILE]
     assert "cannot load MobileNet_V3_Small_Weights.IMAGENET1K_V1" in run.stderr
     assert "download.pytorch.org" in run.stderr and str(torch_home / "hub" / "checkpoints") in run.stderr
+    assert "data:" not in run.stdout, "it fails before reading any data"
 
 
 def test_unknown_weights_name_lists_the_available_ones(export: Export) -> None:
@@ -59,7 +78,7 @@ def test_unknown_weights_name_lists_the_available_ones(export: Export) -> None:
 
 
 def test_transfer_learning_from_cached_pretrained_weights_on_imagefolder_data(
-    export: Export, torch_home: Path, tmp_path: Path
+    export: Export, torch_home: Path, offline: list[str], tmp_path: Path
 ) -> None:
     # GIVEN torchvision's cache holding the ImageNet weights file (stand-in contents: no network here)
     checkpoints = torch_home / "hub" / "checkpoints"
@@ -86,6 +105,31 @@ def test_transfer_learning_from_cached_pretrained_weights_on_imagefolder_data(
     assert manifest.details["training"]["pretrained"] == "MobileNet_V3_Small_Weights.IMAGENET1K_V1"
     assert manifest.preprocessing.mean == (0.485, 0.456, 0.406), "the weights' normalisation, not the data's"
     assert manifest.input.shape == (-1, 3, 64, 64)
+    assert offline == [], "read from the cache"
+
+
+def test_pretrained_weights_preprocessing_is_the_default_and_recorded(
+    export: Export, torch_home: Path, offline: list[str]
+) -> None:
+    # GIVEN EfficientNet-B0's ImageNet weights in the cache (stand-in contents): they were trained on bicubic resizes
+    weights = torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1
+    checkpoints = torch_home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.efficientnet_b0().state_dict(), checkpoints / weights.url.rpartition("/")[2])
+
+    # WHEN they are fine-tuned at a small size, with no preprocessing flags
+    run = export(
+        "--arch", "efficientnet_b0", "--weights", "IMAGENET1K_V1", "--data", "synthetic:200", "--image-size", "32",
+        "--epochs", "1", "--batch-size", "50", "--quantize", "none", "--optimize", "none",
+        "--fold-normalization", "off",
+    )  # fmt: skip
+
+    # THEN the manifest, which serving follows, holds the weights' preprocessing (resize keeps their 256/224 ratio)
+    assert run.code == 0, run.stderr
+    prep = run.manifest.preprocessing
+    assert (prep.interpolation, prep.resize, prep.crop) == ("bicubic", 37, 32)
+    assert (prep.mean, prep.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def test_pretrained_weights_bring_their_labels_and_preprocessing() -> None:
@@ -94,9 +138,27 @@ def test_pretrained_weights_bring_their_labels_and_preprocessing() -> None:
 
     plan = plan_source(ExportConfig(arch="resnet18", weights="IMAGENET1K_V1"), Path("unused"))
 
-    assert (plan.resize, plan.crop) == (256, 224)
+    assert (plan.resize, plan.crop, plan.interpolation) == (256, 224, "bilinear")
     assert plan.std == (0.229, 0.224, 0.225)
     assert plan.labels is not None and len(plan.labels) == 1000 and plan.labels[0] == "tench"
+
+
+def test_flags_override_the_preprocessing_pretrained_weights_bring() -> None:
+    from amaas_export.config import ExportConfig
+    from amaas_export.sources import plan_source
+
+    weights = plan_source(ExportConfig(arch="efficientnet_b0", weights="IMAGENET1K_V1"), Path("unused"))
+    flags = plan_source(
+        ExportConfig(
+            arch="efficientnet_b0", weights="IMAGENET1K_V1", interpolation="bilinear", resize=240, mean=(0.5, 0.5, 0.5)
+        ),
+        Path("unused"),
+    )
+
+    assert (weights.interpolation, weights.resize, weights.crop, weights.mean) == (
+        "bicubic", 256, 224, (0.485, 0.456, 0.406)
+    )  # fmt: skip
+    assert (flags.interpolation, flags.resize, flags.crop, flags.mean) == ("bilinear", 240, 224, (0.5, 0.5, 0.5))
 
 
 def test_frozen_backbone_training_changes_only_the_head() -> None:
@@ -128,6 +190,16 @@ class TinyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))
+
+
+class FixedSize(nn.Module):  # built for 32x32 inputs: the linear layer's size depends on them
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 32 * 32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(x)).flatten(1))
 
 
 class Noisy(TinyNet):
@@ -167,6 +239,14 @@ def test_a_module_that_is_not_importable(export: Export) -> None:
 
     assert run.code == 1
     assert "cannot import no_such_package.models:Net" in run.stderr
+
+
+def test_a_module_built_for_another_input_size_fails_clearly(export: Export, custom_module: str) -> None:
+    run = export("--arch", f"{custom_module}:FixedSize", "--image-size", "64", "--data", "synthetic:200")
+
+    assert run.code == 1
+    assert f"{custom_module}:FixedSize fails on a batch of 2 64x64 images (RuntimeError: mat1" in run.stderr
+    assert "Set --image-size to the size it expects" in run.stderr
 
 
 def test_random_inference_noise_fails_the_parity_gate(export: Export, custom_module: str) -> None:
@@ -265,7 +345,9 @@ def test_from_onnx_refuses_torch_only_options(
     assert "--from-onnx skips torch" in run.stderr
 
 
-def test_cached_pretrained_model_serves_imagenet_labels_without_a_new_head(torch_home: Path) -> None:
+def test_cached_pretrained_model_serves_imagenet_labels_without_a_new_head(
+    torch_home: Path, offline: list[str]
+) -> None:
     # keeping the head needs data labelled with ImageNet's categories; here only the model side is checked
     checkpoints = torch_home / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)

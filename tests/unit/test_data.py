@@ -147,3 +147,13 @@ def test_mean_std_of_constant_images() -> None:
 
     assert mean == (1.0, 0.0, 0.2)
     assert std == (0.0, 0.0, 0.0)
+
+
+def test_images_too_large_to_decode_safely_are_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a folder whose images exceed Pillow's decompression-bomb limit (lowered here so they can be small)
+    write_imagefolder(tmp_path, per_class=3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 48 * 40 // 4)
+
+    # THEN loading it is a clear data error naming the file, not a crash
+    with pytest.raises(DataError, match=r"apples/0\.jpg is too large to read safely"):
+        data.load(f"imagefolder:{tmp_path}", GEOMETRY, seed=0)

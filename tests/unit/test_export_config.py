@@ -86,3 +86,68 @@ def test_missing_or_broken_config_files(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("arch = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         read_config_file(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"data": 5}, "--data must be text; got 5"),
+        ({"arch": 5}, "--arch must be text; got 5"),
+        ({"epochs": "3"}, "--epochs must be a whole number; got '3'"),
+        ({"freeze-backbone": "yes"}, "--freeze-backbone must be true or false"),
+        ({"max-accuracy-drop": True}, "--max-accuracy-drop must be a number"),
+        ({"out": 5}, "--out must be a path"),
+        ({"per-tensor": 1}, "per-tensor must be true or false"),
+        ({"calibration-samples": 1.5}, "--calibration-samples must be a whole number"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_by_name(options: dict[str, object], message: str) -> None:
+    # e.g. `data = 5` in export.toml: refused up front, not a crash deep inside the export
+    with pytest.raises(ConfigError, match=message):
+        ExportConfig.from_options(options)
+
+
+def test_a_config_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read config file .*: Is a directory"):
+        read_config_file(tmp_path)
+
+
+def test_flag_names_work_as_file_keys() -> None:
+    config = ExportConfig.from_options(
+        {"from-onnx": "m.onnx", "labels": "l.txt", "model-version": "2026.1", "per-tensor": True}
+    )
+
+    assert (config.labels_file, config.version, config.quantization.per_channel) == (Path("l.txt"), "2026.1", False)
+
+
+@pytest.mark.parametrize(
+    ("file", "flags", "expected"),
+    [
+        (
+            "freeze-backbone = true\nrequire-int8 = true\nper-channel = false\n",
+            ["--no-freeze-backbone", "--no-require-int8", "--per-channel"],
+            (False, False, True),
+        ),
+        (
+            "freeze-backbone = false\nrequire-int8 = false\nper-tensor = false\n",
+            ["--freeze-backbone", "--require-int8", "--per-tensor"],
+            (True, True, False),
+        ),
+        ("freeze-backbone = true\nrequire-int8 = true\nper-tensor = true\n", [], (True, True, False)),
+    ],
+    ids=["flags-turn-off", "flags-turn-on", "file-alone"],
+)
+def test_on_off_flags_override_the_config_file_both_ways(
+    tmp_path: Path, file: str, flags: list[str], expected: tuple[bool, bool, bool]
+) -> None:
+    import argparse
+
+    from amaas_export.cli import add_arguments, build_config
+
+    (tmp_path / "export.toml").write_text(file)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    config = build_config(parser.parse_args(["--config", str(tmp_path / "export.toml"), *flags]))
+
+    assert (config.freeze_backbone, config.quantization.require_int8, config.quantization.per_channel) == expected

@@ -4,9 +4,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
+from amaas.manifest import Preprocessing
+from amaas_export import data
 from amaas_export.errors import ConfigError
-from amaas_export.models import CifarCNN, build_model, load_weights
+from amaas_export.models import CifarCNN, build_model, freeze_backbone, load_weights
+from amaas_export.prune import prune_channels
+from amaas_export.train import train
 
 
 def test_cifar_cnn_is_the_classic_network() -> None:
@@ -66,3 +71,59 @@ def test_pickled_code_is_never_unpickled(tmp_path: Path) -> None:
 def test_missing_weights_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_weights(build_model("cifar-cnn", 3), tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize(("arch", "side"), [("googlenet", 32), ("inception_v3", 75)])
+def test_classifiers_with_auxiliary_heads_return_plain_logits_in_training(arch: str, side: int) -> None:
+    model = build_model(arch, 4).train()
+
+    output = model(torch.zeros(2, 3, side, side))
+
+    assert isinstance(output, torch.Tensor) and output.shape == (2, 4)
+
+
+def test_training_uses_the_main_logits_of_a_model_with_auxiliary_outputs() -> None:
+    # GIVEN GoogLeNet with its auxiliary classifiers, which make it return a (logits, aux2, aux1) tuple in training
+    torch.manual_seed(0)
+    dataset = data.load("synthetic:200", Preprocessing(32, 32, (0, 0, 0), (1, 1, 1)), seed=0)
+    prep = Preprocessing(32, 32, *data.mean_std(dataset.train))
+    model = torchvision.models.googlenet(num_classes=10, aux_logits=True, init_weights=True)
+    before = model.fc.weight.clone()
+
+    # WHEN it is trained
+    reports = train(
+        model, dataset.train, dataset.test, prep, epochs=1, batch_size=50, learning_rate=0.01, seed=0, report=print
+    )
+
+    # THEN training ran on the main logits
+    assert len(reports) == 1 and reports[0].loss > 0
+    assert not torch.equal(model.fc.weight, before)
+
+
+def test_a_frozen_backbone_is_pruned_and_stays_frozen() -> None:
+    # GIVEN a model with a frozen backbone, pruned
+    torch.manual_seed(0)
+    dataset = data.load("synthetic:200", Preprocessing(32, 32, (0, 0, 0), (1, 1, 1)), seed=0)
+    prep = Preprocessing(32, 32, *data.mean_std(dataset.train))
+    model = build_model("mobilenet_v3_small", 10)
+    freeze_backbone(model)
+    unpruned = sum(p.numel() for p in model.parameters())
+    prune_channels(model, torch.zeros(2, 3, 32, 32), 0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert sum(p.numel() for p in model.parameters()) < 0.5 * unpruned, "frozen layers are pruned too"
+
+    # WHEN the pruned model is fine-tuned
+    train(model, dataset.train, dataset.test, prep, epochs=1, batch_size=32, learning_rate=0.01, seed=0, report=print)
+
+    # THEN only the head trained: backbone weights and BatchNorm statistics are unchanged
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"classifier.3.weight", "classifier.3.bias"}
+
+
+def test_a_user_module_that_fails_on_import_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken_user_models.py").write_text("raise ValueError('CONFIG is not set')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    with pytest.raises(ConfigError, match=r"importing broken_user_models .* raised ValueError: CONFIG is not set"):
+        build_model("broken_user_models:Net", 10)

@@ -150,6 +150,8 @@ def _imagefolder(root: Path, geometry: Preprocessing, seed: int) -> Dataset:
             train, test = _stratified_split(everything, HOLDOUT_FRACTION, seed)
     except FileNotFoundError as exc:
         raise DataError(f"{root} is not an ImageFolder tree (one sub-folder of images per class): {exc}") from exc
+    except OSError as exc:
+        raise DataError(f"cannot read {exc.filename or root}: {exc.strerror or exc}") from exc
     return Dataset(train=train, test=test, labels=tuple(train_folder.classes), source=f"imagefolder:{root}")
 
 
@@ -159,8 +161,10 @@ def _read_folder(folder: ImageFolder, geometry: Preprocessing) -> ImageSet:
         try:
             with Image.open(path) as image:
                 pixels[i] = resize_and_crop(to_rgb(image), geometry)
-        except OSError as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"{path} is too large to read safely (PIL: {exc}); remove or shrink it") from exc
+        except Exception as exc:  # decoders fail on corrupt files with OSError, but also EOFError, struct.error, ...
+            raise DataError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from exc
     return ImageSet(pixels, np.asarray(folder.targets, dtype=np.int64))
 
 
