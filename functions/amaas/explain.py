@@ -9,13 +9,13 @@ the cost is bounded by the grid size (at most 16 x 16 = 256 images), whatever th
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from amaas.errors import InvalidParameterError
 from amaas.model import ImageClassifier
 from amaas.postprocessing import softmax
 
@@ -44,18 +44,26 @@ class Explanation:
 
 
 def occlusion(classifier: ImageClassifier, image: bytes, *, grid: int, target: int | None = None) -> Explanation:
-    """Explains the top class (or ``target``) of one encoded image."""
+    """Explains the top class (or ``target``) of one encoded image.
+
+    Raises:
+        InvalidParameterError: ``grid`` is larger than the model's input side, so some cells would be empty.
+    """
     started = time.perf_counter()
     manifest = classifier.manifest
     pixels = classifier.pixels(image)
-    side = pixels.shape[0]
-    cell = math.ceil(side / grid)
+    height, width = pixels.shape[:2]
+    if not 1 <= grid <= min(height, width):
+        raise InvalidParameterError(
+            f"grid {grid} does not fit this model's {width}x{height} input; the largest grid is {min(height, width)}"
+        )
+    rows, cols = cell_edges(height, grid), cell_edges(width, grid)
     fill = np.round(np.asarray(manifest.preprocessing.mean) * 255).astype(np.uint8)
 
     batch = np.repeat(pixels[None], grid * grid + 1, axis=0)
     for k in range(grid * grid):
         row, col = divmod(k, grid)
-        batch[k + 1, row * cell : (row + 1) * cell, col * cell : (col + 1) * cell] = fill
+        batch[k + 1, rows[row] : rows[row + 1], cols[col] : cols[col + 1]] = fill
     probabilities = np.concatenate(
         [softmax(classifier.predict_pixels(batch[i : i + BATCH])) for i in range(0, len(batch), BATCH)]
     )
@@ -74,17 +82,31 @@ def occlusion(classifier: ImageClassifier, image: bytes, *, grid: int, target: i
     )
 
 
+def cell_edges(side: int, grid: int) -> np.ndarray:
+    """The ``grid + 1`` pixel edges of ``grid`` cells evenly spread over ``side`` pixels: cells differ in size by
+    at most one pixel and, for ``grid <= side``, each covers at least one (``ceil(side / grid)``-sized cells
+    would leave the last ones empty, as 9 cells of 4 px do on 32 px)."""
+    return np.round(np.linspace(0, side, grid + 1)).astype(int)
+
+
 def heatmap(pixels: np.ndarray, drops: np.ndarray) -> bytes:
-    """The drops as a translucent red/blue overlay on the image, as PNG, at least 224 px wide."""
-    side = max(pixels.shape[0], DISPLAY_SIDE)
-    base = Image.fromarray(pixels).resize((side, side), Image.Resampling.BILINEAR).convert("RGB")
+    """The drops as a translucent red/blue overlay on the image, as PNG, at least 224 px wide.
+
+    Each cell is painted over exactly the pixels ``occlusion`` hid for it (the same ``cell_edges``), then
+    scaled up with the image, so the overlay shows what was measured.
+    """
+    height, width = pixels.shape[:2]
+    rows, cols = drops.shape
     peak = float(np.abs(drops).max())
     strength = drops / peak if peak > 0 else np.zeros_like(drops)
-    cells = Image.fromarray(((strength + 1) * 127.5).astype(np.uint8), mode="L").resize(
-        (side, side), Image.Resampling.BILINEAR
+    per_pixel = np.repeat(
+        np.repeat(strength, np.diff(cell_edges(height, rows)), axis=0), np.diff(cell_edges(width, cols)), axis=1
     )
-    s = np.asarray(cells, dtype=np.float32) / 127.5 - 1.0  # back to -1..1, now smooth
-    colour = np.zeros((side, side, 3), dtype=np.float32)
+    scale = max(DISPLAY_SIDE / min(height, width), 1.0)
+    size = (round(width * scale), round(height * scale))
+    base = Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR).convert("RGB")
+    s = np.asarray(Image.fromarray(per_pixel.astype(np.float32)).resize(size, Image.Resampling.NEAREST))
+    colour = np.zeros((size[1], size[0], 3), dtype=np.float32)
     colour[..., 0] = np.clip(s, 0, 1) * 255  # supports the class: red
     colour[..., 2] = np.clip(-s, 0, 1) * 255  # works against it: blue
     alpha = (np.abs(s) * 0.6)[..., None]

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from amaas.errors import ManifestError
 
@@ -151,45 +151,66 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        """Raises:
+        ManifestError: A field is missing or of the wrong type, named as a person would look for it.
+        """
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ManifestError(f"manifest schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
-        try:
-            model, prep = data["model"], data["preprocessing"]
-            known = {
-                "schema_version",
-                "model",
-                "labels",
-                "input",
-                "output",
-                "preprocessing",
-                "files",
-                "metrics",
-            }
-            return cls(
-                name=str(model["name"]),
-                version=str(model["version"]),
-                architecture=str(model["architecture"]),
-                labels=tuple(str(label) for label in data["labels"]),
-                input=_tensor_spec(data["input"]),
-                output=_tensor_spec(data["output"]),
-                preprocessing=Preprocessing(
-                    resize=int(prep["resize"]),
-                    crop=int(prep["crop"]),
-                    mean=_triple(prep["mean"]),
-                    std=_triple(prep["std"]),
-                    interpolation=str(prep.get("interpolation", "bilinear")),
-                    channel_order=str(prep.get("channel_order", "RGB")),
-                ),
-                files={
-                    str(name): FileEntry(sha256=str(e["sha256"]), bytes=int(e["bytes"]))
-                    for name, e in data.get("files", {}).items()
-                },
-                metrics=dict(data.get("metrics", {})),
-                details={k: v for k, v in data.items() if k not in known},
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"manifest is malformed: {exc.__class__.__name__} on {exc}") from exc
+        model, prep = _section(data, "model"), _section(data, "preprocessing")
+        files = _section(data, "files") if "files" in data else {}
+        known = {"schema_version", "model", "labels", "input", "output", "preprocessing", "files", "metrics"}
+        return cls(
+            name=_field(model, "name", str, "model."),
+            version=_field(model, "version", str, "model."),
+            architecture=_field(model, "architecture", str, "model."),
+            labels=_field(data, "labels", _strings),
+            input=_tensor_spec(_section(data, "input"), "input."),
+            output=_tensor_spec(_section(data, "output"), "output."),
+            preprocessing=Preprocessing(
+                resize=_field(prep, "resize", int, "preprocessing."),
+                crop=_field(prep, "crop", int, "preprocessing."),
+                mean=_field(prep, "mean", _triple, "preprocessing."),
+                std=_field(prep, "std", _triple, "preprocessing."),
+                interpolation=_field(prep, "interpolation", str, "preprocessing.", "bilinear"),
+                channel_order=_field(prep, "channel_order", str, "preprocessing.", "RGB"),
+            ),
+            files={
+                str(name): FileEntry(
+                    sha256=_field(_section(files, str(name), "files."), "sha256", str, f"files.{name}."),
+                    bytes=_field(_section(files, str(name), "files."), "bytes", int, f"files.{name}."),
+                )
+                for name in files
+            },
+            metrics=_section(data, "metrics") if "metrics" in data else {},
+            details={k: v for k, v in data.items() if k not in known},
+        )
+
+
+_T = TypeVar("_T")
+_MISSING = object()
+
+
+def _section(data: Mapping[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
+    """``data[key]``, which must be a JSON object."""
+    value = _field(data, key, lambda v: v, prefix)
+    if not isinstance(value, dict):
+        raise ManifestError(f"manifest.json field '{prefix}{key}' must be an object")
+    return value
+
+
+def _field(
+    data: Mapping[str, Any], key: str, convert: Callable[[Any], _T], prefix: str = "", default: Any = _MISSING
+) -> _T:
+    """``convert(data[key])``, with errors that name the field (``model.name``), never a Python exception."""
+    if key not in data:
+        if default is _MISSING:
+            raise ManifestError(f"manifest.json is missing field '{prefix}{key}'")
+        return convert(default)
+    try:
+        return convert(data[key])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ManifestError(f"manifest.json field '{prefix}{key}' has a value of the wrong type or form") from exc
 
 
 def _tensor_dict(spec: TensorSpec) -> dict[str, Any]:
@@ -199,17 +220,31 @@ def _tensor_dict(spec: TensorSpec) -> dict[str, Any]:
     return data
 
 
-def _tensor_spec(data: Mapping[str, Any]) -> TensorSpec:
+def _tensor_spec(data: Mapping[str, Any], prefix: str) -> TensorSpec:
     layout = data.get("layout")
     return TensorSpec(
-        name=str(data["name"]),
-        shape=tuple(int(d) for d in data["shape"]),
-        dtype=str(data["dtype"]),
+        name=_field(data, "name", str, prefix),
+        shape=_field(data, "shape", _ints, prefix),
+        dtype=_field(data, "dtype", str, prefix),
         layout=str(layout) if layout else None,
     )
 
 
+def _strings(values: Any) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        raise TypeError("expected a list")
+    return tuple(str(v) for v in values)
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    if not isinstance(values, list):
+        raise TypeError("expected a list")
+    return tuple(int(v) for v in values)
+
+
 def _triple(values: Any) -> tuple[float, float, float]:
+    if not isinstance(values, list) or len(values) != 3:
+        raise ValueError("expected three numbers")
     a, b, c = (float(v) for v in values)
     return a, b, c
 
@@ -237,8 +272,14 @@ def read_manifest(model_dir: Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ManifestError("no manifest.json in the model directory; export a model first") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"manifest.json is unreadable: {exc.__class__.__name__}") from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError("manifest.json is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"manifest.json is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise ManifestError("manifest.json is nested too deeply") from exc
+    except OSError as exc:
+        raise ManifestError("manifest.json could not be read") from exc
     if not isinstance(data, dict):
         raise ManifestError("manifest.json must hold a JSON object")
     return Manifest.from_dict(data)

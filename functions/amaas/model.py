@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from amaas import preprocessing
-from amaas.errors import AmaasError, ModelUnavailableError
+from amaas.errors import AmaasError, InvalidRequestError, ModelUnavailableError
 from amaas.manifest import MODEL_FILE, Manifest, read_manifest, verify_files
 from amaas.observability import bind_model, logger
 from amaas.postprocessing import Prediction, top_k
@@ -75,7 +75,8 @@ class ImageClassifier:
         """Reads and verifies the artifact, builds the session and runs one warm-up batch. Idempotent.
 
         Raises:
-            ModelUnavailableError: The artifact is missing, fails its hash check, or ORT cannot load it.
+            ModelUnavailableError: The artifact is missing, fails its hash check, or ORT cannot load it or run
+                a warm-up batch of the manifest's input spec.
         """
         if self.ready:
             return
@@ -90,8 +91,15 @@ class ImageClassifier:
             except Exception as exc:
                 raise ModelUnavailableError("ONNX Runtime could not load the model file") from exc
             _check_signature(session, manifest)
-            warm_up = np.zeros([max(d, 1) for d in manifest.input.shape], dtype=manifest.input.dtype)
-            session.run(None, {manifest.input.name: warm_up})
+            try:
+                warm_up = np.zeros([max(d, 1) for d in manifest.input.shape], dtype=manifest.input.dtype)
+                session.run(None, {manifest.input.name: warm_up})
+            except Exception as exc:
+                # A raw ORT error here would crash Lambda init; as ModelUnavailableError the API answers 503
+                raise ModelUnavailableError(
+                    "the model rejected a warm-up batch of the input shape and type its manifest declares; "
+                    "manifest.json and model.onnx disagree"
+                ) from exc
             self._manifest, self._session = manifest, session
             bind_model(manifest)
             logger.info("model loaded", extra={"load_ms": round((time.perf_counter() - started) * 1000, 1)})
@@ -106,8 +114,11 @@ class ImageClassifier:
         """Encoded images to one input batch, following the manifest's preprocessing and input spec.
 
         Raises:
+            InvalidRequestError: No images.
             InvalidImageError, PayloadTooLargeError: For the first image that fails, naming it in a batch.
         """
+        if not images:
+            raise InvalidRequestError("the request carried no images")
         pixels = []
         for i, image in enumerate(images):
             try:
@@ -123,6 +134,11 @@ class ImageClassifier:
         return preprocessing.model_input(pixels, manifest.preprocessing, manifest.input)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Raises:
+        InvalidRequestError: An empty batch (ORT would answer one with an internal error).
+        """
+        if len(batch) == 0:
+            raise InvalidRequestError("the batch is empty; send at least one input")
         self.load()
         logits: np.ndarray = self._session.run(None, {self.manifest.input.name: batch})[0]
         return logits

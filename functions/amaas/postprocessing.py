@@ -16,10 +16,12 @@ class Prediction:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of a (N, classes) array, stable for large logits."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+    """Row-wise softmax of a (N, classes) array, stable for large logits. A row with NaN or +-inf everywhere
+    (a broken model) comes out NaN, without numpy warnings."""
+    with np.errstate(invalid="ignore"):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
 
 def top_k(logits: np.ndarray, labels: Sequence[str], k: int) -> list[list[Prediction]]:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from amaas import explain
+from amaas.errors import InvalidParameterError
 from amaas.model import ImageClassifier
 from amaas_export.data import synthetic
 from tests.helpers import encode_image
@@ -94,3 +95,82 @@ def test_the_shape_matters_more_than_the_background(artifact: Path) -> None:
     coverage = on_shape.reshape(4, 8, 4, 8).mean(axis=(1, 3))
     assert result.label == "star"
     assert grid[coverage > 0.25].mean() > grid[coverage < 0.02].mean()
+
+
+@pytest.mark.parametrize(
+    ("accept", "png"),
+    [
+        ("image/png", True),
+        ("image/*", True),
+        ("application/json;q=0.9, image/png", True),
+        ("image/png;q=0", False),
+        ("image/png;q=0.2, application/json", False),
+        ("*/*", False),
+        ("application/json", False),
+    ],
+)
+def test_accept_is_negotiated_with_q_values(base_url: str, accept: str, png: bool) -> None:
+    response = httpx.post(
+        f"{base_url}/v1/explain?grid=2", content=star(), headers={"content-type": "image/png", "accept": accept}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == ("image/png" if png else "application/json")
+
+
+class Recording:
+    """An ImageClassifier whose model runs are recorded, to see exactly which pixels each run had hidden."""
+
+    def __init__(self, classifier: ImageClassifier) -> None:
+        self.classifier = classifier
+        self.batches: list[np.ndarray] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.classifier, name)
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        self.batches.append(pixels.copy())
+        return self.classifier.predict_pixels(pixels)
+
+
+@pytest.mark.parametrize("grid", range(9, 17))
+def test_every_cell_hides_pixels_and_the_cells_tile_the_image(artifact: Path, grid: int) -> None:
+    # GIVEN a 32 px model, where 9..15 cells of ceil(32 / grid) px used to run off the image and leave cells empty
+    recording = Recording(ImageClassifier(artifact))
+
+    result = explain.occlusion(recording, star(), grid=grid)  # type: ignore[arg-type]
+
+    # THEN each of the grid x grid runs hid a non-empty rectangle, and together they cover every pixel once
+    runs = np.concatenate(recording.batches)
+    original, occluded = runs[0], runs[1:]
+    assert len(occluded) == grid * grid == result.runs - 1
+    hidden = (occluded != original[None]).any(axis=-1)
+    assert hidden.any(axis=(1, 2)).all(), "a cell hid nothing"
+    assert (hidden.sum(axis=0) <= 1).all(), "cells overlap"
+    sides = [np.diff(np.flatnonzero(np.diff(np.r_[0, h.any(axis=a), 0]))) for h in hidden for a in (1, 0)]
+    assert all(len(s) == 1 and s[0] in (32 // grid, 32 // grid + 1) for s in sides), "cells are not even"
+    assert np.array(result.grid).shape == (grid, grid)
+    assert (np.array(result.grid) != 0).mean() > 0.5
+
+
+def test_heatmap_cells_line_up_with_the_occluded_cells() -> None:
+    # GIVEN a 32 px image and a 9 x 9 grid where only the bottom-right cell mattered
+    pixels = np.full((32, 32, 3), 128, dtype=np.uint8)
+    drops = np.zeros((9, 9))
+    drops[8, 8] = 0.5
+
+    with Image.open(io.BytesIO(explain.heatmap(pixels, drops))) as image:
+        heat = np.asarray(image.convert("RGB")).astype(int)
+
+    # THEN the red is exactly that cell's pixels (the last of 9 even cells of 32 px: 28..32), scaled 7x to 224
+    edge = int(explain.cell_edges(32, 9)[8]) * 7
+    assert edge == 196
+    red = heat[..., 0] - heat[..., 2] > 30
+    expected = np.zeros((224, 224), dtype=bool)
+    expected[edge:, edge:] = True
+    np.testing.assert_array_equal(red, expected)
+
+
+def test_a_grid_finer_than_the_input_is_refused(artifact: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="largest grid is 32"):
+        explain.occlusion(ImageClassifier(artifact), star(), grid=33)

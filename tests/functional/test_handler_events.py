@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from amaas.api.oip import NUMPY_DATATYPES
 from amaas.manifest import read_manifest
 from amaas.model import ImageClassifier
 from tests.events.generate import REQUEST_ID
 from tests.functional.conftest import Invoke
-from tests.helpers import encode_image, event_image, load_event
+from tests.helpers import LambdaContext, encode_image, event_image, load_event
 
 
 def body(response: dict[str, Any]) -> dict[str, Any]:
@@ -159,3 +163,93 @@ def test_json_body_with_bad_base64_or_shape_is_400(invoke: Invoke) -> None:
         assert response["statusCode"] == 400
         assert body(response)["error"] == "invalid_request"
         assert fragment in body(response)["message"]
+
+
+class RecordingSubsegment:
+    def __init__(self) -> None:
+        self.metadata: dict[str, Any] = {}
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        self.metadata[key] = value
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+
+class RecordingXRay:
+    """Stands in for the X-Ray recorder (off outside Lambda) to see what the handler's trace would carry."""
+
+    def __init__(self) -> None:
+        self.subsegments: list[RecordingSubsegment] = []
+
+    @contextmanager
+    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Iterator[RecordingSubsegment]:
+        self.subsegments.append(RecordingSubsegment())
+        yield self.subsegments[-1]
+
+
+def test_traces_never_carry_response_bodies(handler_module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN X-Ray recording what the handler's subsegment is given
+    xray = RecordingXRay()
+    monkeypatch.setattr(handler_module.tracer, "provider", xray)
+    event = load_event("classify_png")
+    event.update(path="/v1/explain", pathParameters={"proxy": "v1/explain"})
+
+    # WHEN an explanation answers with a heatmap of the user's image, and an event Mangum cannot read fails
+    response = handler_module.handler(event, LambdaContext())
+    with pytest.raises(RuntimeError):
+        handler_module.handler({"body": "user-bytes"}, LambdaContext())
+
+    # THEN the trace holds neither the response nor the event, only the failure's own message
+    assert response["statusCode"] == 200 and "heatmap_png" in response["body"]
+    answered, failed = xray.subsegments
+    assert answered.metadata == {}
+    (error,) = failed.metadata.values()
+    assert isinstance(error, RuntimeError) and "user-bytes" not in str(error)
+
+
+def test_logs_carry_api_gateways_request_id_next_to_the_clients(
+    invoke: Invoke, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+
+    invoke(load_event("classify_json"))
+
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    (access,) = [line for line in lines if line.get("message") == "request"]
+    assert access["request_id"] == "client-chosen-id-42"
+    assert access["apigw_request_id"] == REQUEST_ID
+
+
+def test_an_unexpected_failure_is_a_generic_500_with_the_request_id(
+    invoke: Invoke, handler_module: Any, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a failure no error class covers, with internals in its message
+    def explode(batch: np.ndarray) -> np.ndarray:
+        raise RuntimeError("onnxruntime exploded in /opt/model/model.onnx")
+
+    monkeypatch.setattr(handler_module.app.state.classifier, "predict", explode)
+    manifest = read_manifest(artifact)
+    infer = load_event("classify_json")
+    infer.update(path=f"/v2/models/{manifest.name}/infer", pathParameters=None, queryStringParameters=None)
+    spec, shape = manifest.input, [1, *manifest.input.shape[1:]]
+    tensor = {
+        "name": spec.name,
+        "datatype": NUMPY_DATATYPES[spec.dtype],
+        "shape": shape,
+        "data": [0] * math.prod(shape),
+    }
+    infer["body"] = json.dumps({"inputs": [tensor]})
+
+    # WHEN /v1 and /v2 requests hit it
+    classify = invoke(load_event("classify_png"))
+    protocol = invoke(infer)
+
+    # THEN clients get a generic JSON 500 in each API's error shape, with the request id and nothing else
+    assert classify["statusCode"] == protocol["statusCode"] == 500
+    assert body(classify) == {"error": "internal_error", "message": "internal error", "request_id": REQUEST_ID}
+    assert classify["headers"]["x-request-id"] == REQUEST_ID
+    assert body(protocol) == {"error": "internal error"}
+    assert protocol["headers"]["x-request-id"] == "client-chosen-id-42"
+    for response in (classify, protocol):
+        assert not re.search(r"Traceback|onnxruntime|RuntimeError|/opt", response["body"])

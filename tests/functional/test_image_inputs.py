@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -115,8 +117,27 @@ def test_per_image_byte_limit(artifact: Path) -> None:
     assert "image 0 is" in response.json()["message"] and "the limit is 500" in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"images": []}, "the request carried no images"),
+        ("[" * 100_000, "the JSON body is nested too deeply"),
+        ('{"images": ' + "[" * 900 + "]" * 900 + "}", "each image must be a base64 string"),
+    ],
+    ids=["no-images", "deep-json", "deep-images"],
+)
+def test_empty_and_deeply_nested_json_bodies_are_400(base_url: str, body: object, message: str) -> None:
+    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+    response = httpx.post(f"{base_url}/v1/classify", content=content, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["message"].startswith(message)
+
+
 @pytest.fixture
-def s3_api(artifact: Path) -> Iterator[tuple[str, object]]:
+def s3_api(artifact: Path) -> Iterator[tuple[str, Any]]:
     """The Lambda path with S3 references allowed for one bucket, against moto's S3."""
     with pytest.MonkeyPatch.context() as patch, mock_aws():
         patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -166,6 +187,28 @@ def test_s3_references(s3_api: tuple[str, object], body: dict[str, object], stat
         assert response.json()["predictions"][0]["label"] == "star"
 
 
+def test_s3_images_in_one_request_have_a_total_cap(s3_api: tuple[str, Any]) -> None:
+    # GIVEN three S3 images, each under the 1 MB per-image limit, together over the 2 MB per request
+    url, s3 = s3_api
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        noise = Image.fromarray(rng.integers(0, 256, (520, 520, 3), dtype=np.uint8))
+        body = encode_image(noise)
+        assert 750_000 < len(body) < 1_000_000
+        s3.put_object(Bucket="amaas-images", Key=f"part-{i}.png", Body=body)
+    refs = [{"s3": f"s3://amaas-images/part-{i}.png"} for i in range(3)]
+
+    # WHEN they come in one request
+    response = httpx.post(f"{url}/v1/classify", json={"images": refs})
+    two = httpx.post(f"{url}/v1/classify", json={"images": refs[:2]})
+
+    # THEN it is refused with the total limit, while two of them fit
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "payload_too_large"
+    assert "add up to more than 2000000 bytes" in response.json()["message"]
+    assert two.status_code == 200, two.text
+
+
 def test_first_frame_of_an_animation_is_used(artifact: Path) -> None:
     star, bar = synthetic.sample("star", variant=1), synthetic.sample("bar", variant=1)
     buffer = io.BytesIO()
@@ -188,9 +231,13 @@ def test_large_jpeg_is_decoded_in_draft_mode_close_to_a_full_decode(artifact: Pa
     prep = ImageClassifier(artifact).manifest.preprocessing
 
     # WHEN it is decoded for the model with and without draft mode
-    fast = preprocessing.resize_and_crop(preprocessing.decode(data, max_pixels=40_000_000, target=prep.resize), prep)
-    full = preprocessing.resize_and_crop(preprocessing.decode(data, max_pixels=40_000_000), prep)
+    drafted = preprocessing.decode(data, max_pixels=40_000_000, target=prep.resize)
+    decoded = preprocessing.decode(data, max_pixels=40_000_000)
+    fast, full = preprocessing.resize_and_crop(drafted, prep), preprocessing.resize_and_crop(decoded, prep)
 
-    # THEN the model sees practically the same pixels
+    # THEN the draft decode really is reduced (libjpeg's 1/8 scale here), yet keeps twice the side the resize needs
+    assert decoded.size == (4000, 3000)
+    assert drafted.size == (500, 375) and min(drafted.size) >= 2 * prep.resize
+    # AND the model sees practically the same pixels
     difference = np.abs(fast.astype(np.int16) - full.astype(np.int16))
     assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 4

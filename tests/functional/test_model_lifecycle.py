@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +63,35 @@ def test_a_corrupted_model_file_is_refused_at_load(artifact: Path, tmp_path: Pat
 
     assert response["statusCode"] == 503
     assert "does not match its sha256" in json.loads(response["body"])["message"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"dtype": "float64"}, {"shape": [-1, 3, 16, 16]}, {"dtype": "float99"}],
+    ids=["dtype", "shape", "unknown-dtype"],
+)
+def test_a_manifest_that_disagrees_with_the_model_is_a_503_not_a_crashed_init(
+    artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]
+) -> None:
+    # GIVEN an artifact whose manifest declares an input the model does not take (its files still hash right)
+    broken = tmp_path / "model"
+    shutil.copytree(artifact, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["input"].update(change)
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+
+    # WHEN Lambda initialises the handler module with it (the warm-up run used to raise ORT's own error here)
+    monkeypatch.setenv("AMAAS_MODEL_DIR", str(broken))
+    monkeypatch.delitem(sys.modules, "amaas.handlers.api", raising=False)
+    handler = importlib.import_module("amaas.handlers.api").handler
+
+    # THEN the container keeps answering, 503 with a reason a person can act on and no ORT internals
+    for _ in range(2):
+        response = handler(load_event("health"), LambdaContext())
+        body = json.loads(response["body"])
+        assert response["statusCode"] == 503
+        assert body["error"] == "model_unavailable"
+        assert body["message"].endswith("manifest.json and model.onnx disagree")
+        assert not re.search(r"onnxruntime|\[ONNXRuntimeError\]|INVALID_ARGUMENT|Error\b|/", body["message"])
+    ready = handler({**load_event("health"), "path": "/v2/health/ready"}, LambdaContext())
+    assert ready["statusCode"] == 503 and json.loads(ready["body"]) == {"ready": False}

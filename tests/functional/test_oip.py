@@ -4,18 +4,27 @@ handler behind an emulated API Gateway (binary tensor data by default, and JSON 
 from __future__ import annotations
 
 import base64
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+import onnx
 import pytest
 import tritonclient.http as triton
+from mangum import Mangum
+from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
-from amaas.manifest import read_manifest
+from amaas.api.app import create_app
+from amaas.api.oip import NUMPY_DATATYPES
+from amaas.manifest import MODEL_FILE, Manifest, Preprocessing, TensorSpec, file_entry, read_manifest, write_manifest
 from amaas.model import ImageClassifier
+from amaas.settings import Settings
 from amaas_export.data import synthetic
+from tests.gateway import api_gateway
 from tests.helpers import encode_image
 
 LABELS = ("star", "ring", "heart")
@@ -42,7 +51,10 @@ def test_health_and_metadata(base_url: str, artifact: Path) -> None:
     metadata = tc.get_model_metadata(manifest.name)
     assert metadata["platform"] == "onnx_onnxv1"
     assert metadata["versions"] == [manifest.version]
-    assert {"name": "input", "datatype": "FP32", "shape": [-1, 3, 32, 32]} in metadata["inputs"]
+    # the model's own input: FP32 NCHW, or UINT8 NHWC when the export folded normalisation into the graph
+    own = {"name": "input", "datatype": NUMPY_DATATYPES[manifest.input.dtype], "shape": list(manifest.input.shape)}
+    assert own["shape"] in ([-1, 3, 32, 32], [-1, 32, 32, 3])
+    assert own in metadata["inputs"]
     assert {"name": "image", "datatype": "BYTES", "shape": [-1]} in metadata["inputs"]
     assert metadata["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
 
@@ -77,7 +89,7 @@ def test_encoded_images_as_bytes(base_url: str, artifact: Path, binary: bool) ->
 def test_preprocessed_tensors(base_url: str, artifact: Path, binary: bool) -> None:
     classifier = ImageClassifier(artifact)
     tensor = classifier.preprocess(images())
-    model_input = triton.InferInput("input", list(tensor.shape), "FP32")
+    model_input = triton.InferInput("input", list(tensor.shape), NUMPY_DATATYPES[classifier.manifest.input.dtype])
     model_input.set_data_from_numpy(tensor, binary_data=binary)
 
     result = client(base_url).infer(
@@ -156,3 +168,142 @@ def test_protocol_errors_are_json_objects_with_an_error_field(base_url: str, art
         "error": "the inference request header is not valid JSON"
     }
     assert wrong_version.status_code == 404 and "version nope" in wrong_version.json()["error"]
+
+
+def test_health_bodies_are_what_kserve_and_triton_clients_read(base_url: str, artifact: Path) -> None:
+    manifest = read_manifest(artifact)
+    versioned = f"{base_url}/v2/models/{manifest.name}/versions/{manifest.version}/ready"
+
+    assert httpx.get(f"{base_url}/v2/health/live").json() == {"live": True}
+    assert httpx.get(f"{base_url}/v2/health/ready").json() == {"ready": True}
+    assert httpx.get(versioned).json() == {"name": manifest.name, "ready": True}
+    assert httpx.get(f"{base_url}/v2/models/{manifest.name}/versions/nope/ready").status_code == 404
+
+
+def infer_url(base_url: str, artifact: Path) -> str:
+    return f"{base_url}/v2/models/{read_manifest(artifact).name}/infer"
+
+
+def own_input(artifact: Path, batch: int) -> dict[str, object]:
+    """A zero tensor for the model's own input, whatever its type (the export may fold normalisation in)."""
+    spec = read_manifest(artifact).input
+    shape = [batch, *spec.shape[1:]]
+    return {"name": spec.name, "datatype": NUMPY_DATATYPES[spec.dtype], "shape": shape, "data": [0] * math.prod(shape)}
+
+
+@pytest.mark.parametrize("kind", ["bytes", "tensor"])
+def test_an_empty_batch_is_a_clear_400(base_url: str, artifact: Path, kind: str) -> None:
+    empty_images = {
+        "name": "image",
+        "datatype": "BYTES",
+        "shape": [0],
+        "data": [],
+        "parameters": {"content_type": "base64"},
+    }
+    tensor = empty_images if kind == "bytes" else own_input(artifact, 0)
+
+    response = httpx.post(infer_url(base_url, artifact), json={"inputs": [tensor]})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "the batch is empty; send at least one input"}
+
+
+def test_an_empty_batch_in_binary_mode_is_a_clear_400(base_url: str, artifact: Path) -> None:
+    image = triton.InferInput("image", [0], "BYTES")
+    image.set_data_from_numpy(np.array([], dtype=np.object_))
+
+    with pytest.raises(InferenceServerException) as caught:
+        client(base_url).infer(read_manifest(artifact).name, [image])
+
+    assert caught.value.status() == "400" and "the batch is empty" in caught.value.message()
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(base_url: str, artifact: Path) -> None:
+    deep_data = '{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1], "data": DATA}]}'
+    for body in ("[" * 100_000, deep_data.replace("DATA", "[" * 900 + "1" + "]" * 900)):
+        response = httpx.post(
+            infer_url(base_url, artifact), content=body.encode(), headers={"content-type": "application/json"}
+        )
+
+        assert response.status_code == 400, response.text
+        assert "nested" in response.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def float_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A deterministic float-input model behind the Lambda path: ``logits = log(mean over H, W of input)``,
+    finite for positive inputs and -inf for zeros (the fixture model's input type depends on the export)."""
+    model_dir = tmp_path_factory.mktemp("float-model")
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["input"], ["mean"], axes=[2, 3], keepdims=0),
+            helper.make_node("Log", ["mean"], ["logits"]),
+        ],
+        "log-mean",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model_dir / MODEL_FILE))
+    manifest = Manifest(
+        name="log-mean", version="1", architecture="test", labels=("red", "green", "blue"),
+        input=TensorSpec("input", (-1, 3, 4, 4), "float32", "NCHW"), output=TensorSpec("logits", (-1, 3), "float32"),
+        preprocessing=Preprocessing(resize=4, crop=4, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        files={MODEL_FILE: file_entry(model_dir / MODEL_FILE)},
+    )  # fmt: skip
+    write_manifest(model_dir, manifest)
+    with api_gateway(Mangum(create_app(Settings(model_dir=model_dir)), lifespan="off")) as url:
+        yield url
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_non_finite_tensors_are_refused_before_inference(float_model: str, value: float, binary: bool) -> None:
+    tensor = np.ones((1, 3, 4, 4), dtype=np.float32)
+    tensor[0, 1, 2, 2] = value
+    model_input = triton.InferInput("input", list(tensor.shape), "FP32")
+    # tritonclient writes NaN and Infinity into its JSON, as Python's json module does
+    model_input.set_data_from_numpy(tensor, binary_data=binary)
+
+    with pytest.raises(InferenceServerException) as caught:
+        client(float_model).infer("log-mean", [model_input])
+
+    assert caught.value.status() == "400"
+    assert caught.value.message() == "input input holds NaN or infinite values"
+
+
+def test_non_finite_outputs_come_back_in_binary_and_never_as_invalid_json(float_model: str) -> None:
+    # GIVEN an input the model answers with -inf (log 0)
+    tensor = np.zeros((1, 3, 4, 4), dtype=np.float32)
+    model_input = triton.InferInput("input", list(tensor.shape), "FP32")
+    model_input.set_data_from_numpy(tensor, binary_data=False)
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 4, 4], "data": [0.0] * 48}]}
+
+    # WHEN the outputs are asked for as JSON, and in binary
+    as_json = httpx.post(f"{float_model}/v2/models/log-mean/infer", json=body)
+    as_binary = client(float_model).infer(
+        "log-mean", [model_input], outputs=[triton.InferRequestedOutput("logits", binary_data=True)]
+    )
+
+    # THEN JSON gets a clear error, not a body with -Infinity that strict parsers reject; binary carries them
+    assert as_json.status_code == 500
+    assert as_json.json() == {
+        "error": "the model produced NaN or infinite outputs, which JSON cannot carry; ask for binary outputs"
+    }
+    np.testing.assert_array_equal(as_binary.as_numpy("logits"), np.full((1, 3), -np.inf, dtype=np.float32))
+
+
+def test_bytes_images_have_the_same_size_limit_as_v1(artifact: Path) -> None:
+    # GIVEN a deployment that takes images of at most 500 bytes
+    app = Mangum(create_app(Settings(model_dir=artifact, max_image_bytes=500)), lifespan="off")
+    small, large = b"\x89PNG tiny", images()[0]
+    assert len(large) > 500
+    image = triton.InferInput("image", [2], "BYTES")
+    image.set_data_from_numpy(np.array([small, large], dtype=np.object_))
+
+    # WHEN a BYTES tensor carries a larger one
+    with api_gateway(app) as url, pytest.raises(InferenceServerException) as caught:
+        client(url).infer(read_manifest(artifact).name, [image])
+
+    # THEN it is refused as /v1 refuses it, naming the image
+    assert caught.value.status() == "413"
+    assert caught.value.message() == f"image 1 is {len(large)} bytes; the limit is 500"

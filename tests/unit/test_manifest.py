@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def test_missing_manifest_says_to_export_without_leaking_the_path(tmp_path: Path
     ("change", "message"),
     [
         (lambda d: d.update(schema_version=99), "schema_version 99"),
-        (lambda d: d.pop("labels"), "malformed"),
+        (lambda d: d.pop("labels"), "manifest.json is missing field 'labels'"),
         (lambda d: d["preprocessing"].update(crop=64), "crop <= resize"),
         (lambda d: d["preprocessing"].update(channel_order="GBR"), "channel order"),
         (lambda d: d["output"].update(shape=[-1, 7]), "3 labels but the model outputs 7"),
@@ -83,6 +84,58 @@ def test_invalid_manifests_are_refused_with_the_reason(tmp_path: Path, change, m
 
     with pytest.raises(ManifestError, match=message):
         read_manifest(tmp_path)
+
+
+def _rewrite(model_dir: Path, change) -> None:  # type: ignore[no-untyped-def]
+    write_manifest(model_dir, make_manifest(model_dir))
+    data = json.loads((model_dir / "manifest.json").read_text())
+    change(data)
+    (model_dir / "manifest.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("labels"), "manifest.json is missing field 'labels'"),
+        (lambda d: d["model"].pop("name"), "manifest.json is missing field 'model.name'"),
+        (lambda d: d["input"].pop("shape"), "manifest.json is missing field 'input.shape'"),
+        (lambda d: d.pop("preprocessing"), "manifest.json is missing field 'preprocessing'"),
+        (lambda d: d["preprocessing"].update(resize="big"), "manifest.json field 'preprocessing.resize' has a value"),
+        (lambda d: d["preprocessing"].update(mean=[0.5]), "manifest.json field 'preprocessing.mean' has a value"),
+        (lambda d: d["output"].update(shape=None), "manifest.json field 'output.shape' has a value"),
+        (lambda d: d.update(labels="abc"), "manifest.json field 'labels' has a value"),
+        (lambda d: d.update(model=["shapes"]), "manifest.json field 'model' must be an object"),
+        (lambda d: d.update(files=[]), "manifest.json field 'files' must be an object"),
+        (lambda d: d["files"]["model.onnx"].pop("sha256"), "manifest.json is missing field 'files.model.onnx.sha256'"),
+    ],
+)
+def test_malformed_manifest_messages_name_the_field_not_python(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a manifest with one field missing or of the wrong type
+    _rewrite(tmp_path, change)
+
+    # WHEN it is read THEN the message (shown to API clients in a 503) names the field in plain words
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(tmp_path)
+
+    assert caught.value.message.startswith(message)
+    assert not re.search(r"Error\b|Exception|Traceback|invalid literal|/", caught.value.message)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"schema_version": 1,', "manifest.json is not valid JSON (line 1, column 22)"),
+        (b"\xff\xfe{}", "manifest.json is not UTF-8 text"),
+        (b"[" * 100_000, "manifest.json is nested too deeply"),
+    ],
+)
+def test_unreadable_manifest_messages_say_what_is_wrong(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "manifest.json").write_bytes(content)
+
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(tmp_path)
+
+    assert caught.value.message == message
 
 
 def test_verify_files_accepts_the_exported_files(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from amaas.api.oip import Tensor, deserialize_bytes, encode_response, parse_request, serialize_bytes
-from amaas.errors import InvalidRequestError
+from amaas.errors import AmaasError, InvalidRequestError
 
 
 def binary_request(header: dict[str, object], *chunks: bytes) -> tuple[bytes, int]:
@@ -129,3 +129,52 @@ def test_response_in_json_and_in_binary() -> None:
     header = json.loads(as_binary[:length])
     assert header["outputs"][0]["parameters"] == {"binary_data_size": 8}
     np.testing.assert_array_equal(np.frombuffer(as_binary[length:], dtype=np.float32), logits.ravel())
+
+
+def nested(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+REQUEST = '{"id": ID, "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": DATA}]}'
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        # json.loads itself gives up on this one
+        (nested(100_000), "nested too deeply"),
+        # json.loads takes these; flattening the data and str() of the id used to recurse past Python's limit
+        (REQUEST.replace("ID", '"r1"').replace("DATA", nested(900)), "nested deeper"),
+        (REQUEST.replace("ID", nested(900)).replace("DATA", "[1]"), '"id" must be a string'),
+    ],
+    ids=["header", "data", "id"],
+)
+def test_deeply_nested_json_is_a_bad_request_not_a_crash(header: str, message: str) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        parse_request(header.encode(), None)
+
+
+def test_data_nested_as_deep_as_a_tensor_still_parse() -> None:
+    data = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 2, 2], "data": data.tolist()}]})
+
+    (tensor,) = parse_request(body.encode(), None).inputs
+
+    np.testing.assert_array_equal(tensor.data, data)
+
+
+def test_non_finite_outputs_never_become_invalid_json() -> None:
+    # GIVEN logits a broken model could produce
+    logits = np.array([[np.nan, np.inf, -np.inf]], dtype=np.float32)
+    tensor = Tensor("logits", "FP32", (1, 3), logits)
+
+    # WHEN they are asked for as JSON THEN the server refuses rather than write NaN, which no JSON parser reads
+    with pytest.raises(AmaasError, match="NaN or infinite") as caught:
+        encode_response("m", "v1", None, [(tensor, False)])
+    assert caught.value.status == 500
+
+    # AND in binary they go through unchanged: IEEE floats carry NaN fine
+    body, headers = encode_response("m", "v1", None, [(tensor, True)])
+    length = int(headers["inference-header-content-length"])
+    json.loads(body[:length], parse_constant=lambda name: pytest.fail(f"{name} in the JSON header"))
+    np.testing.assert_array_equal(np.frombuffer(body[length:], dtype=np.float32), logits.ravel())

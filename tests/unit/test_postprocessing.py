@@ -45,3 +45,13 @@ def test_each_row_of_a_batch_is_ranked_separately() -> None:
 
     assert first[0].label == "cat"
     assert second[0].label == "fish"
+
+
+def test_softmax_of_a_broken_models_rows_is_nan_without_warnings() -> None:
+    # pytest turns warnings into errors here, as a numpy RuntimeWarning would have failed the request
+    logits = np.array([[-np.inf, -np.inf], [np.inf, 1.0], [np.nan, 1.0], [-np.inf, 2.0]])
+
+    probabilities = softmax(logits)
+
+    assert np.isnan(probabilities[:3]).any(axis=1).all()
+    np.testing.assert_array_equal(probabilities[3], [0.0, 1.0])

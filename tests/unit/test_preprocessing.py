@@ -91,14 +91,47 @@ def test_transparent_pixels_become_white_not_black() -> None:
     assert to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_greyscale_palette_and_16_bit_images_convert() -> None:
+def test_greyscale_and_palette_images_convert() -> None:
     grey = to_rgb(Image.new("L", (2, 2), 100))
     palette = to_rgb(Image.new("RGB", (2, 2), (10, 200, 30)).convert("P"))
-    deep = to_rgb(Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)))
 
     assert grey.getpixel((0, 0)) == (100, 100, 100)
     assert palette.getpixel((0, 0))[1] > 150
-    assert deep.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped() -> None:
+    # GIVEN a 16-bit PNG spanning the range: clipping to 8 bits would turn all but black into white
+    levels = np.array([[0, 257, 32768, 65535]], dtype=np.uint16)
+    data = encode(Image.fromarray(levels), "PNG")
+
+    decoded = decode(data, max_pixels=10_000)
+
+    assert [decoded.getpixel((x, 0)) for x in range(4)] == [(0, 0, 0), (1, 1, 1), (128, 128, 128), (255, 255, 255)]
+
+
+def test_greyscale_with_alpha_is_composited_over_white() -> None:
+    # GIVEN an LA PNG: black and opaque, black and fully transparent, black at half alpha
+    pixels = np.array([[[0, 255], [0, 0], [0, 128]]], dtype=np.uint8)
+    data = encode(Image.fromarray(pixels, mode="LA"), "PNG")
+
+    decoded = decode(data, max_pixels=10_000)
+
+    assert decoded.getpixel((0, 0)) == (0, 0, 0)
+    assert decoded.getpixel((1, 0)) == (255, 255, 255)
+    assert decoded.getpixel((2, 0)) == (127, 127, 127)
+
+
+def test_palette_transparency_is_composited_over_white() -> None:
+    # GIVEN a palette PNG whose index 0 (black) is marked transparent, as a GIF or a tRNS chunk marks it
+    image = Image.new("P", (2, 1), 0)
+    image.putpalette([0, 0, 0, 200, 30, 30] + [0, 0, 0] * 254)
+    image.putpixel((1, 0), 1)
+    data = encode(image, "PNG", transparency=0)
+
+    decoded = decode(data, max_pixels=10_000)
+
+    assert decoded.getpixel((0, 0)) == (255, 255, 255)
+    assert decoded.getpixel((1, 0)) == (200, 30, 30)
 
 
 def test_cmyk_jpeg_converts_to_rgb() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (classify, explain, health, v2, playground):
         app.include_router(module.router)
     add_exception_handlers(app)
+    _document_errors_as_served(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -55,3 +58,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def _document_errors_as_served(app: FastAPI) -> None:
+    """FastAPI documents a 422 ``HTTPValidationError`` (``{"detail": [...]}``) on every route with
+    parameters, a body this API never sends (validation errors go through ``amaas.api.errors``). Routes whose
+    parameters can fail list their real 422 themselves; the generated one is dropped."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                ref = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                if ref.get("$ref", "").endswith("/HTTPValidationError"):
+                    del responses["422"]
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -17,6 +17,8 @@ from amaas.api.errors import error_response, to_amaas_error
 from amaas.observability import logger, record_request
 
 REQUEST_ID_HEADER = "x-request-id"
+# Log key for API Gateway's request id; Powertools already logs Lambda's invocation id as function_request_id
+GATEWAY_ID_KEY = "apigw_request_id"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -28,7 +30,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _pick_request_id(scope)
+        gateway_id = _gateway_request_id(scope)
+        rid = _pick_request_id(scope) or gateway_id or uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         started = time.perf_counter()
@@ -43,8 +46,10 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), rid.encode())]
             await send(message)
 
-        # contextvars: each request (task) sees only its own id, even under a concurrent local server
-        logger.thread_safe_append_keys(request_id=rid)
+        # contextvars: each request (task) sees only its own id, even under a concurrent local server. API Gateway's
+        # id is logged too, for when the client chose the request id: the gateway's own logs know only its id.
+        keys = {"request_id": rid, **({GATEWAY_ID_KEY: gateway_id} if gateway_id else {})}
+        logger.thread_safe_append_keys(**keys)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
@@ -62,7 +67,7 @@ class RequestContextMiddleware:
                 extra={"method": scope["method"], "route": route, "status": status, "latency_ms": round(latency, 3)},
             )
             record_request(scope["method"], route, status, latency, state.get("error_code") if status >= 400 else None)
-            logger.thread_safe_remove_keys(["request_id"])
+            logger.thread_safe_remove_keys(list(keys))
 
 
 def _route(scope: Scope) -> str:
@@ -72,13 +77,18 @@ def _route(scope: Scope) -> str:
     return path
 
 
-def _pick_request_id(scope: Scope) -> str:
-    """The client's x-request-id if it is sane, else API Gateway's request id, else a new uuid."""
+def _pick_request_id(scope: Scope) -> str | None:
+    """The client's x-request-id if it is sane."""
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER.encode():
             candidate: str = value.decode("latin-1")
             if _CLIENT_ID.match(candidate):
                 return candidate
+    return None
+
+
+def _gateway_request_id(scope: Scope) -> str | None:
+    """API Gateway's request id (``$context.requestId``), on Lambda."""
     event = scope.get("aws.event") or {}
     gateway_id = (event.get("requestContext") or {}).get("requestId")
-    return str(gateway_id) if gateway_id else uuid.uuid4().hex
+    return str(gateway_id) if gateway_id else None

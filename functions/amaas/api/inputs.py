@@ -30,6 +30,8 @@ IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "imag
 RAW_MEDIA_TYPES = (*IMAGE_MEDIA_TYPES, "application/octet-stream")
 JSON_MEDIA_TYPE = "application/json"
 MULTIPART_MEDIA_TYPE = "multipart/form-data"
+# The S3 bytes one request may fetch in total, in units of max_s3_image_bytes
+S3_REQUEST_IMAGES = 2
 
 _IMAGE_JSON: dict[str, Any] = {
     "oneOf": [
@@ -113,14 +115,38 @@ async def read_images(request: Request, settings: Settings) -> ImageRequest:
     return parsed
 
 
+def max_s3_request_bytes(settings: Settings) -> int:
+    """The most S3 bytes one request may fetch in total: a batch of references to images each under the
+    per-image limit must not add up to more memory than the function has."""
+    return S3_REQUEST_IMAGES * settings.max_s3_image_bytes
+
+
 def load_images(parsed: ImageRequest, settings: Settings) -> list[bytes]:
-    """The bytes of every image, fetching S3 references (blocking: run it off the event loop)."""
-    return [
-        item.data
-        if item.data is not None
-        else storage.fetch(str(item.s3), allowed_buckets=settings.s3_buckets, max_bytes=settings.max_s3_image_bytes)
-        for item in parsed.inputs
-    ]
+    """The bytes of every image, fetching S3 references (blocking: run it off the event loop).
+
+    Raises:
+        PayloadTooLargeError: An S3 image is over ``max_s3_image_bytes``, or together they are over
+            ``max_s3_request_bytes``; refused from the object's size, before it is downloaded.
+    """
+    total_limit = max_s3_request_bytes(settings)
+    remaining = total_limit
+    images = []
+    for item in parsed.inputs:
+        if item.data is not None:
+            images.append(item.data)
+            continue
+        limit = min(settings.max_s3_image_bytes, remaining)
+        try:
+            data = storage.fetch(str(item.s3), allowed_buckets=settings.s3_buckets, max_bytes=limit)
+        except PayloadTooLargeError:
+            if limit == settings.max_s3_image_bytes:
+                raise
+            raise PayloadTooLargeError(
+                f"the S3 images in this request add up to more than {total_limit} bytes, the limit per request"
+            ) from None
+        remaining -= len(data)
+        images.append(data)
+    return images
 
 
 def decode_base64(encoded: str) -> bytes:
@@ -155,6 +181,8 @@ def _from_json(body: bytes) -> ImageRequest:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidRequestError("the body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequestError("the JSON body is nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidRequestError('JSON bodies must be an object: {"image": ...}, {"images": [...]} or {"s3": ...}')
     if "images" in document:

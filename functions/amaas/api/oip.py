@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from amaas.errors import InvalidRequestError
+from amaas.errors import AmaasError, InvalidRequestError
 
 DATATYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -37,6 +37,9 @@ DATATYPES: dict[str, Any] = {
 }
 NUMPY_DATATYPES = {np.dtype(t).name: name for name, t in DATATYPES.items()}
 HEADER_LENGTH = "inference-header-content-length"
+# Tensors have a handful of dimensions; nesting deeper than this is an attack or a bug, not data.
+MAX_DATA_DEPTH = 32
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         document = json.loads(header)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidRequestError("the inference request header is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequestError("the inference request header is nested too deeply") from None
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list) or not document["inputs"]:
         raise InvalidRequestError('an inference request needs "inputs": a non-empty list of tensors')
 
@@ -112,6 +117,8 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
             )
         )
     request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, (str, int, float)):
+        raise InvalidRequestError('"id" must be a string')
     return InferRequest(
         id=str(request_id) if request_id is not None else None,
         inputs=inputs,
@@ -145,7 +152,7 @@ def _input(spec: Any, binary: bytes, offset: int, default_content_type: Any) -> 
         return Tensor(name, datatype, tuple(shape), np.frombuffer(chunk, dtype=dtype).reshape(shape)), size
     if "data" not in spec:
         raise InvalidRequestError(f"input {name}: no data and no binary_data_size")
-    flat = _flatten(spec["data"])
+    flat = _flatten(name, spec["data"])
     _check_count(name, len(flat), count)
     if datatype == "BYTES":
         content_type = parameters.get("content_type", default_content_type)
@@ -168,10 +175,21 @@ def _check_count(name: str, got: int, expected: int) -> None:
         raise InvalidRequestError(f"input {name}: {got} elements do not fill its shape ({expected} expected)")
 
 
-def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, list):
-        return [leaf for item in data for leaf in _flatten(item)]
-    return [data]
+def _flatten(name: str, data: Any) -> list[Any]:
+    """Row-major leaves of nested lists, without recursion (a client controls the depth)."""
+    leaves: list[Any] = []
+    stack = [iter([data])]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            if len(stack) > MAX_DATA_DEPTH:
+                raise InvalidRequestError(f"input {name}: data are nested deeper than {MAX_DATA_DEPTH} levels")
+            stack.append(iter(item))
+        else:
+            leaves.append(item)
+    return leaves
 
 
 def _json_bytes(name: str, item: Any, content_type: Any) -> bytes:
@@ -228,7 +246,13 @@ def encode_response(
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": entries}
     if request_id is not None:
         document["id"] = request_id
-    header = json.dumps(document, separators=(",", ":")).encode()
+    try:
+        # NaN and Infinity are not JSON: a strict client would fail on the whole response
+        header = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise AmaasError(
+            "the model produced NaN or infinite outputs, which JSON cannot carry; ask for binary outputs"
+        ) from None
     if not chunks:
         return header, {"content-type": "application/json"}
     return header + b"".join(chunks), {

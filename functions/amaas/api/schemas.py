@@ -59,3 +59,22 @@ class ErrorResponse(BaseModel):
     error: str = Field(description="stable machine-readable code, such as invalid_image")
     message: str = Field(description="what went wrong, safe to show to a user")
     request_id: str
+
+
+class ProtocolError(BaseModel):
+    """An Open Inference Protocol error: the protocol's clients read ``error`` as the message."""
+
+    error: str = Field(description="what went wrong, safe to show to a user")
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool = Field(description="false (with a 503) until the model is loaded")
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool

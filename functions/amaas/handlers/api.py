@@ -23,4 +23,8 @@ try:
 except ModelUnavailableError as exc:
     logger.error("model not loaded at init", extra={"reason": exc.message})
 
-handler = tracer.capture_lambda_handler(logger.inject_lambda_context(Mangum(app, lifespan="off")))
+# Responses stay out of X-Ray: they carry predictions and heatmaps drawn from users' images. Errors are kept;
+# the app turns its own into responses, so only a failure outside it (such as an event Mangum cannot read) is one.
+handler = tracer.capture_lambda_handler(
+    logger.inject_lambda_context(Mangum(app, lifespan="off")), capture_response=False, capture_error=True
+)

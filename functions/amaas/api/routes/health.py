@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from amaas.api.deps import get_classifier, run_blocking
-from amaas.api.schemas import ErrorResponse, HealthResponse, ModelIdentity
+from amaas.api.responses import INTERNAL, UNAVAILABLE
+from amaas.api.schemas import HealthResponse, ModelIdentity
 from amaas.model import ImageClassifier
 
 router = APIRouter(tags=["model"])
 
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "model_unavailable"}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {**UNAVAILABLE, **INTERNAL}
 
 
 @router.get("/v1/health", responses=_UNAVAILABLE)

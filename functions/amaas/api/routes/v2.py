@@ -17,7 +17,15 @@ from amaas import __version__
 from amaas.api.deps import get_classifier, get_settings, run_blocking
 from amaas.api.inputs import read_body
 from amaas.api.oip import HEADER_LENGTH, NUMPY_DATATYPES, InferRequest, Tensor, encode_response, parse_request
-from amaas.errors import InvalidRequestError, ModelNotFoundError, ModelUnavailableError, TooManyImagesError
+from amaas.api.responses import PROTOCOL_INTERNAL, PROTOCOL_MODEL_ERRORS
+from amaas.api.schemas import ModelReady, ProtocolError, ServerLive, ServerReady
+from amaas.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+    PayloadTooLargeError,
+    TooManyImagesError,
+)
 from amaas.manifest import Manifest
 from amaas.model import ImageClassifier
 from amaas.observability import record_predictions
@@ -44,7 +52,6 @@ _TENSOR = {
         "parameters": {"type": "object", "description": "binary_data_size; content_type: base64 for BYTES"},
     },
 }
-_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
 INFER_REQUEST_BODY = {
     "required": True,
     "content": {
@@ -75,26 +82,34 @@ INFER_REQUEST_BODY = {
 }
 INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "outputs; binary ones after a JSON header when asked for",
-        "content": {"application/json": {}},
+        "description": "the outputs: JSON, or with the binary tensor data extension a JSON header of "
+        "Inference-Header-Content-Length bytes followed by the binary outputs",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
     },
-    400: {"description": "malformed request, unknown input or output", **_ERROR},
-    404: {"description": "no such model or version", **_ERROR},
-    413: {"description": "body or batch over the limit", **_ERROR},
+    400: {"model": ProtocolError, "description": "malformed request, unknown input or output, empty batch"},
+    413: {"model": ProtocolError, "description": "body, image or batch over the limit"},
+    **PROTOCOL_MODEL_ERRORS,
+}
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {"model": ServerReady, "description": 'the model is not loaded: {"ready": false}'},
+    **PROTOCOL_INTERNAL,
 }
 
 
-@router.get("")
+@router.get("", responses=PROTOCOL_INTERNAL)
 async def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
 
 
-@router.get("/health/live")
-async def live() -> dict[str, bool]:
-    return {"live": True}
+@router.get("/health/live", responses=PROTOCOL_INTERNAL)
+async def live() -> ServerLive:
+    return ServerLive(live=True)
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", response_model=ServerReady, responses=READY_RESPONSES)
 async def ready(request: Request, classifier: Classifier) -> JSONResponse:
     try:
         await run_blocking(request, classifier.load)
@@ -103,8 +118,8 @@ async def ready(request: Request, classifier: Classifier) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@router.get("/models/{name}")
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}", responses=PROTOCOL_MODEL_ERRORS)
+@router.get("/models/{name}/versions/{version}", responses=PROTOCOL_MODEL_ERRORS)
 async def model_metadata(
     request: Request, classifier: Classifier, name: str, version: str | None = None
 ) -> dict[str, Any]:
@@ -122,13 +137,11 @@ async def model_metadata(
     }
 
 
-@router.get("/models/{name}/ready")
-@router.get("/models/{name}/versions/{version}/ready")
-async def model_ready(
-    request: Request, classifier: Classifier, name: str, version: str | None = None
-) -> dict[str, Any]:
+@router.get("/models/{name}/ready", responses=PROTOCOL_MODEL_ERRORS)
+@router.get("/models/{name}/versions/{version}/ready", responses=PROTOCOL_MODEL_ERRORS)
+async def model_ready(request: Request, classifier: Classifier, name: str, version: str | None = None) -> ModelReady:
     manifest = await _model(request, classifier, name, version)
-    return {"name": manifest.name, "ready": True}
+    return ModelReady(name=manifest.name, ready=True)
 
 
 @router.post("/models/{name}/infer", responses=INFER_RESPONSES, openapi_extra={"requestBody": INFER_REQUEST_BODY})
@@ -184,8 +197,10 @@ def _run(
     if tensor.name == _bytes_input(manifest):
         if tensor.datatype != "BYTES" or not isinstance(tensor.data, list):
             raise InvalidRequestError(f"input {tensor.name} must be BYTES: one encoded image per element")
-        if len(tensor.data) > settings.max_images:
-            raise TooManyImagesError(f"{len(tensor.data)} images in one request; the limit is {settings.max_images}")
+        _check_batch(len(tensor.data), settings)
+        for i, image in enumerate(tensor.data):
+            if len(image) > settings.max_image_bytes:
+                raise PayloadTooLargeError(f"image {i} is {len(image)} bytes; the limit is {settings.max_image_bytes}")
         logits = classifier.predict(classifier.preprocess(tensor.data))
     elif tensor.name == manifest.input.name:
         expected = _datatype(manifest.input.dtype)
@@ -194,17 +209,25 @@ def _run(
         wanted = manifest.input.shape[1:]
         if len(tensor.shape) != len(manifest.input.shape) or tensor.shape[1:] != wanted:
             raise InvalidRequestError(f"input {tensor.name} must have shape [-1, {', '.join(map(str, wanted))}]")
-        if tensor.shape[0] > settings.max_images:
-            raise TooManyImagesError(f"a batch of {tensor.shape[0]}; the limit is {settings.max_images}")
+        _check_batch(tensor.shape[0], settings)
+        if tensor.data.dtype.kind == "f" and not np.isfinite(tensor.data).all():
+            raise InvalidRequestError(f"input {tensor.name} holds NaN or infinite values")
         logits = classifier.predict(np.ascontiguousarray(tensor.data))
     else:
         raise InvalidRequestError(
             f"unknown input {tensor.name}; this model takes {manifest.input.name} "
             f"({_datatype(manifest.input.dtype)} {list(manifest.input.shape)}) or {_bytes_input(manifest)} (BYTES [-1])"
         )
-    predictions = top_k(logits, manifest.labels, 1)
-    record_predictions(predictions)
+    # Rows a broken model answered with NaN or inf have no meaningful top class; they would poison the metrics
+    record_predictions(top_k(logits[np.isfinite(logits).all(axis=1)], manifest.labels, 1))
     return logits, list(manifest.labels)
+
+
+def _check_batch(size: int, settings: Settings) -> None:
+    if size == 0:
+        raise InvalidRequestError("the batch is empty; send at least one input")
+    if size > settings.max_images:
+        raise TooManyImagesError(f"{size} images in one request; the limit is {settings.max_images}")
 
 
 def _outputs(
