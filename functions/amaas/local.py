@@ -16,6 +16,7 @@ from typing import Any
 
 from amaas.api.app import create_app
 from amaas.errors import ModelUnavailableError
+from amaas.observability import muted
 from amaas.settings import ENV_MODEL_DIR, Settings
 
 LOCAL_MODEL_DIR = Path("dist/model")
@@ -97,6 +98,16 @@ def _classify_samples(server: Any, url: str, samples: list[tuple[Path, str]]) ->
         return
     print(f"\nPOST {url}/v1/classify?top_k=3 with {len(samples)} sample images:\n")
     print(f"{'image':<22} {'expected':<10} {'top-3 (softmax score)':<54} {'server ms':>9}")
+    with muted():
+        correct = _print_predictions(url, samples)
+    print(f"\n{correct}/{len(samples)} top-1 correct. The server keeps running at {url} (Ctrl-C to stop). Try:")
+    png = next(p for p, _ in samples if p.suffix == ".png")
+    print(f"  curl -s -H 'Content-Type: image/png' --data-binary @{png} '{url}/v1/classify?top_k=3'")
+    print(f"  curl -s {url}/v1/health")
+    print("From here on, the server's JSON logs and metrics (CloudWatch EMF) follow, as Lambda would write them.\n")
+
+
+def _print_predictions(url: str, samples: list[tuple[Path, str]]) -> int:
     correct = 0
     for path, expected in samples:
         media_type = "image/png" if path.suffix == ".png" else "image/jpeg"
@@ -113,7 +124,4 @@ def _classify_samples(server: Any, url: str, samples: list[tuple[Path, str]]) ->
         server_ms = body["preprocess_ms"] + body["inference_ms"]
         correct += body["predictions"][0]["label"] == expected
         print(f"{path!s:<22} {expected:<10} {ranked:<54} {server_ms:>9.2f}")
-    print(f"\n{correct}/{len(samples)} top-1 correct. The server keeps running at {url} (Ctrl-C to stop). Try:")
-    png = next(p for p, _ in samples if p.suffix == ".png")
-    print(f"  curl -s -H 'Content-Type: image/png' --data-binary @{png} '{url}/v1/classify?top_k=3'")
-    print(f"  curl -s {url}/v1/health")
+    return correct

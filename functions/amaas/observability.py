@@ -11,10 +11,12 @@ Service name and namespace come from Powertools' own variables, ``POWERTOOLS_SER
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
@@ -47,6 +49,7 @@ tracer = Tracer(service=SERVICE)
 
 
 _served: dict[str, str] = {}
+_muted = threading.Event()
 UPSTREAM_STATUS = UpstreamError.status  # S3 failing is not the new version's fault
 
 
@@ -61,8 +64,25 @@ def function_version() -> str:
     return os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "local")
 
 
+@contextlib.contextmanager
+def muted() -> Iterator[None]:
+    """Holds back per-request log lines and metrics (warnings and errors still print): ``amaas demo`` uses it
+    while it prints its own table of results."""
+    level = logger.log_level
+    logger.setLevel(logging.WARNING)
+    _muted.set()
+    try:
+        yield
+    finally:
+        _muted.clear()
+        logger.setLevel(level)
+
+
 def record_request(method: str, route: str, status: int, latency_ms: float, error_code: str | None) -> None:
     """One request's metrics, flushed at once (on Lambda a request is an invocation)."""
+    if _muted.is_set():
+        metrics.clear_metrics()
+        return
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
     if error_code:
@@ -83,6 +103,8 @@ def record_request(method: str, route: str, status: int, latency_ms: float, erro
 
 def record_predictions(predictions: Sequence[Sequence[Prediction]]) -> None:
     """Predicted class counts and top-1 confidence: the signals of data drift and of a bad model."""
+    if _muted.is_set():
+        return
     for ranked in predictions:
         if not ranked:
             continue

@@ -46,3 +46,34 @@ def test_serve_without_a_model_explains_and_exits(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "export a model first" in result.stderr
+
+
+def test_demo_prints_a_clean_table_then_keeps_serving_with_logs(artifact: Path, tmp_path: Path) -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        amaas("demo", "--model-dir", str(artifact), "--port", str(port), "--samples", str(tmp_path / "samples")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        for line in demo.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("From here on"):
+                break
+        # AFTER the table, a request of the user's shows up in the log as Lambda would write it
+        httpx.get(f"http://127.0.0.1:{port}/v1/health", headers={"x-request-id": "after-demo"}, timeout=10)
+    finally:
+        demo.terminate()
+        rest, _ = demo.communicate(timeout=20)
+
+    header = next(i for i, line in enumerate(lines) if line.startswith("image "))
+    table = lines[header + 1 : next(i for i, line in enumerate(lines) if "top-1 correct" in line)]
+    rows = [line for line in table if line.strip()]
+    assert len(rows) == 10, "one row per sample image, and nothing else: no JSON log or metric lines in between"
+    assert all(row.startswith(str(tmp_path / "samples")) for row in rows)
+    correct = int(next(line for line in lines if "top-1 correct" in line).split("/")[0])
+    assert correct >= 8
+    assert '"request_id":"after-demo"' in rest
