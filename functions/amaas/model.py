@@ -19,7 +19,7 @@ import numpy as np
 from amaas import preprocessing
 from amaas.errors import AmaasError, InvalidRequestError, ModelUnavailableError
 from amaas.manifest import MODEL_FILE, Manifest, read_manifest, verify_files
-from amaas.observability import bind_model, logger
+from amaas.observability import bind_model, logger, traced
 from amaas.postprocessing import Prediction, top_k
 
 
@@ -153,9 +153,11 @@ class ImageClassifier:
     def classify(self, images: Sequence[bytes], k: int) -> Classification:
         """Top-``k`` for every image, run as one batch."""
         started = time.perf_counter()
-        batch = self.preprocess(images)
+        with traced("preprocess"):
+            batch = self.preprocess(images)
         decoded = time.perf_counter()
-        logits = self.predict(batch)
+        with traced("inference"):
+            logits = self.predict(batch)
         inferred = time.perf_counter()
         return Classification(
             predictions=self.postprocess(logits, k),

@@ -165,15 +165,20 @@ def test_json_body_with_bad_base64_or_shape_is_400(invoke: Invoke) -> None:
         assert fragment in body(response)["message"]
 
 
+STEPS = ("## preprocess", "## inference")
+
+
 class RecordingSubsegment:
-    def __init__(self) -> None:
+    def __init__(self, name: str | None) -> None:
+        self.name = name
         self.metadata: dict[str, Any] = {}
+        self.annotations: dict[str, Any] = {}
 
     def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
         self.metadata[key] = value
 
     def put_annotation(self, key: str, value: Any) -> None:
-        pass
+        self.annotations[key] = value
 
 
 class RecordingXRay:
@@ -184,7 +189,7 @@ class RecordingXRay:
 
     @contextmanager
     def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Iterator[RecordingSubsegment]:
-        self.subsegments.append(RecordingSubsegment())
+        self.subsegments.append(RecordingSubsegment(name))
         yield self.subsegments[-1]
 
 
@@ -202,10 +207,25 @@ def test_traces_never_carry_response_bodies(handler_module: Any, monkeypatch: py
 
     # THEN the trace holds neither the response nor the event, only the failure's own message
     assert response["statusCode"] == 200 and "heatmap_png" in response["body"]
-    answered, failed = xray.subsegments
+    answered, failed = [s for s in xray.subsegments if s.name not in STEPS]
     assert answered.metadata == {}
     (error,) = failed.metadata.values()
     assert isinstance(error, RuntimeError) and "user-bytes" not in str(error)
+
+
+def test_traces_show_where_a_classification_spends_its_time_by_model_version(
+    handler_module: Any, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    xray = RecordingXRay()
+    monkeypatch.setattr(handler_module.tracer, "provider", xray)
+
+    response = handler_module.handler(load_event("classify_png"), LambdaContext())
+
+    assert response["statusCode"] == 200
+    handler, *steps = xray.subsegments
+    assert handler.name not in STEPS and [s.name for s in steps] == list(STEPS)
+    assert all(s.annotations == {"model_version": read_manifest(artifact).version} for s in steps)
+    assert all(s.metadata == {} for s in steps), "no pixels, tensors or logits in traces"
 
 
 def test_logs_carry_api_gateways_request_id_next_to_the_clients(
