@@ -17,3 +17,10 @@ class DataError(ExportError):
 
 class GateError(ExportError):
     """A measured gate failed (accuracy drop, ONNX parity): the model is not good enough to ship."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters (its class name if it has none):
+    what a one-line error can quote of a library's multi-line failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else exc.__class__.__name__

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from amaas.model import create_session
-from amaas_export.errors import ConfigError, GateError
+from amaas_export.errors import ConfigError, GateError, first_line
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -57,9 +57,8 @@ def _export_errors() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise ConfigError(
-            f"torch.onnx.export could not export this model ({exc.__class__.__name__}: {first[:300]}). "
+            f"torch.onnx.export could not export this model ({exc.__class__.__name__}: {first_line(exc)}). "
             "Data-dependent control flow and custom autograd functions are the usual causes."
         ) from exc
 

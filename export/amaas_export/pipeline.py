@@ -37,7 +37,7 @@ from amaas_export import data as datasets
 from amaas_export.card import render_card
 from amaas_export.chart import stage_chart
 from amaas_export.config import ExportConfig, QuantizationConfig, write_config_file
-from amaas_export.errors import ConfigError, GateError
+from amaas_export.errors import ConfigError, GateError, first_line
 from amaas_export.evaluate import onnx_predict, top1
 from amaas_export.gates import check_accuracy_drop, check_prune_drop, check_size
 from amaas_export.golden import golden_samples
@@ -244,9 +244,9 @@ def _check_outputs(model: nn.Module, ctx: Context) -> None:
         with torch.inference_mode():
             output = model(example)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise ConfigError(
-            f"{ctx.config.arch} fails on a batch of 2 {crop}x{crop} images ({exc.__class__.__name__}: {first}); "
+            f"{ctx.config.arch} fails on a batch of 2 {crop}x{crop} images ({exc.__class__.__name__}: "
+            f"{first_line(exc)}); "
             "is it built for another input size? Set --image-size to the size it expects."
         ) from exc
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__

@@ -15,7 +15,7 @@ import onnx
 
 from amaas.manifest import TensorSpec
 from amaas_export.config import CIFAR_CNN, ExportConfig
-from amaas_export.errors import ConfigError
+from amaas_export.errors import ConfigError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,8 +126,7 @@ def prepare_onnx(path: Path, labels_file: Path | None, work: Path, image_size: i
     except OSError as exc:
         raise ConfigError(f"cannot read --from-onnx {path}: {exc.strerror or exc}") from exc
     except Exception as exc:  # protobuf's DecodeError, the checker's ValidationError: not an ONNX model
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
-        raise ConfigError(f"--from-onnx {path} is not a valid ONNX model: {first}") from exc
+        raise ConfigError(f"--from-onnx {path} is not a valid ONNX model: {first_line(exc)}") from exc
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1 or len(model.graph.output) != 1:
@@ -197,8 +196,9 @@ def _check_batches(path: Path, spec: TensorSpec, classes: int) -> None:
         together = session.run(None, {spec.name: images}, quiet)[0]
         alone = np.concatenate([session.run(None, {spec.name: images[i : i + 1]}, quiet)[0] for i in range(2)])
     except Exception as exc:
-        first = str(exc).splitlines()[0][:300]
-        raise ConfigError(f"the ONNX model does not run on a batch of 2 images (a fixed batch size?): {first}") from exc
+        raise ConfigError(
+            f"the ONNX model does not run on a batch of 2 images (a fixed batch size?): {first_line(exc)}"
+        ) from exc
     if together.shape != (2, classes):
         raise ConfigError(f"the ONNX model returns shape {together.shape} for 2 images; expected (2, {classes}) logits")
     if not np.allclose(together, alone, rtol=1e-4, atol=1e-4):

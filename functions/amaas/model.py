@@ -117,17 +117,17 @@ class ImageClassifier:
             InvalidRequestError: No images.
             InvalidImageError, PayloadTooLargeError: For the first image that fails, naming it in a batch.
         """
-        if not images:
-            raise InvalidRequestError("the request carried no images")
-        pixels = []
-        for i, image in enumerate(images):
-            try:
-                pixels.append(self.pixels(image))
-            except AmaasError as exc:
-                if len(images) > 1:
-                    exc.message = f"image {i}: {exc.message}"
-                raise
-        return self.model_input(np.stack(pixels))
+        _refuse_empty(len(images))
+        with traced("preprocess"):
+            pixels = []
+            for i, image in enumerate(images):
+                try:
+                    pixels.append(self.pixels(image))
+                except AmaasError as exc:
+                    if len(images) > 1:
+                        exc.message = f"image {i}: {exc.message}"
+                    raise
+            return self.model_input(np.stack(pixels))
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         manifest = self.manifest
@@ -137,10 +137,10 @@ class ImageClassifier:
         """Raises:
         InvalidRequestError: An empty batch (ORT would answer one with an internal error).
         """
-        if len(batch) == 0:
-            raise InvalidRequestError("the batch is empty; send at least one input")
+        _refuse_empty(len(batch))
         self.load()
-        logits: np.ndarray = self._session.run(None, {self.manifest.input.name: batch})[0]
+        with traced("inference"):
+            logits: np.ndarray = self._session.run(None, {self.manifest.input.name: batch})[0]
         return logits
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -153,17 +153,22 @@ class ImageClassifier:
     def classify(self, images: Sequence[bytes], k: int) -> Classification:
         """Top-``k`` for every image, run as one batch."""
         started = time.perf_counter()
-        with traced("preprocess"):
-            batch = self.preprocess(images)
+        batch = self.preprocess(images)
         decoded = time.perf_counter()
-        with traced("inference"):
-            logits = self.predict(batch)
+        logits = self.predict(batch)
         inferred = time.perf_counter()
         return Classification(
             predictions=self.postprocess(logits, k),
             preprocess_ms=(decoded - started) * 1000,
             inference_ms=(inferred - decoded) * 1000,
         )
+
+
+def _refuse_empty(count: int) -> None:
+    """Every way in (``/v1``, ``/v2`` images or tensors, batch jobs) reaches the model through ``preprocess`` or
+    ``predict``; an empty batch stops here, with one message, instead of failing inside numpy or ORT."""
+    if count == 0:
+        raise InvalidRequestError("the batch is empty; send at least one input")
 
 
 def _check_signature(session: Any, manifest: Manifest) -> None:

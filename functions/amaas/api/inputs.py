@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,13 +106,29 @@ async def read_images(request: Request, settings: Settings) -> ImageRequest:
         parsed = ImageRequest((ImageInput(data=body),), batch=False)
     if not parsed.inputs:
         raise InvalidRequestError("the request carried no images")
-    if len(parsed.inputs) > settings.max_images:
-        raise TooManyImagesError(f"{len(parsed.inputs)} images in one request; the limit is {settings.max_images}")
-    for i, item in enumerate(parsed.inputs):
-        if item.data is not None and len(item.data) > settings.max_image_bytes:
-            which = f"image {i}" if parsed.batch else "the image"
-            raise PayloadTooLargeError(f"{which} is {len(item.data)} bytes; the limit is {settings.max_image_bytes}")
+    sizes = (None if item.data is None else len(item.data) for item in parsed.inputs)
+    check_batch_limits(len(parsed.inputs), settings, sizes, batch=parsed.batch)
     return parsed
+
+
+def check_batch_limits(count: int, settings: Settings, sizes: Iterable[int | None] = (), *, batch: bool = True) -> None:
+    """The limits on one request's images, whichever route and protocol carried them.
+
+    Args:
+        count: Images (or tensor rows) in the request.
+        sizes: Each encoded image's size; ``None`` for an S3 reference, whose own limit applies when fetched.
+        batch: Whether the client sent a list (errors then name the image by its index).
+
+    Raises:
+        TooManyImagesError: More than ``max_images``.
+        PayloadTooLargeError: An image over ``max_image_bytes``.
+    """
+    if count > settings.max_images:
+        raise TooManyImagesError(f"{count} images in one request; the limit is {settings.max_images}")
+    for i, size in enumerate(sizes):
+        if size is not None and size > settings.max_image_bytes:
+            which = f"image {i}" if batch else "the image"
+            raise PayloadTooLargeError(f"{which} is {size} bytes; the limit is {settings.max_image_bytes}")
 
 
 def max_s3_request_bytes(settings: Settings) -> int:

@@ -15,17 +15,11 @@ from fastapi.responses import JSONResponse, Response
 
 from amaas import __version__
 from amaas.api.deps import get_classifier, get_settings, run_blocking
-from amaas.api.inputs import read_body
+from amaas.api.inputs import check_batch_limits, read_body
 from amaas.api.oip import HEADER_LENGTH, NUMPY_DATATYPES, InferRequest, Tensor, encode_response, parse_request
 from amaas.api.responses import PROTOCOL_INTERNAL, PROTOCOL_MODEL_ERRORS
 from amaas.api.schemas import ModelReady, ProtocolError, ServerLive, ServerReady
-from amaas.errors import (
-    InvalidRequestError,
-    ModelNotFoundError,
-    ModelUnavailableError,
-    PayloadTooLargeError,
-    TooManyImagesError,
-)
+from amaas.errors import InvalidRequestError, ModelNotFoundError, ModelUnavailableError
 from amaas.manifest import Manifest
 from amaas.model import ImageClassifier
 from amaas.observability import record_predictions
@@ -197,10 +191,7 @@ def _run(
     if tensor.name == _bytes_input(manifest):
         if tensor.datatype != "BYTES" or not isinstance(tensor.data, list):
             raise InvalidRequestError(f"input {tensor.name} must be BYTES: one encoded image per element")
-        _check_batch(len(tensor.data), settings)
-        for i, image in enumerate(tensor.data):
-            if len(image) > settings.max_image_bytes:
-                raise PayloadTooLargeError(f"image {i} is {len(image)} bytes; the limit is {settings.max_image_bytes}")
+        check_batch_limits(len(tensor.data), settings, map(len, tensor.data))
         logits = classifier.predict(classifier.preprocess(tensor.data))
     elif tensor.name == manifest.input.name:
         expected = _datatype(manifest.input.dtype)
@@ -209,7 +200,7 @@ def _run(
         wanted = manifest.input.shape[1:]
         if len(tensor.shape) != len(manifest.input.shape) or tensor.shape[1:] != wanted:
             raise InvalidRequestError(f"input {tensor.name} must have shape [-1, {', '.join(map(str, wanted))}]")
-        _check_batch(tensor.shape[0], settings)
+        check_batch_limits(tensor.shape[0], settings)
         if tensor.data.dtype.kind == "f" and not np.isfinite(tensor.data).all():
             raise InvalidRequestError(f"input {tensor.name} holds NaN or infinite values")
         logits = classifier.predict(np.ascontiguousarray(tensor.data))
@@ -221,13 +212,6 @@ def _run(
     # Rows a broken model answered with NaN or inf have no meaningful top class; they would poison the metrics
     record_predictions(top_k(logits[np.isfinite(logits).all(axis=1)], manifest.labels, 1))
     return logits, list(manifest.labels)
-
-
-def _check_batch(size: int, settings: Settings) -> None:
-    if size == 0:
-        raise InvalidRequestError("the batch is empty; send at least one input")
-    if size > settings.max_images:
-        raise TooManyImagesError(f"{size} images in one request; the limit is {settings.max_images}")
 
 
 def _outputs(
