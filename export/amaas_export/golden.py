@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from amaas.imaging import Limits, decode_pixels
 from amaas.manifest import Preprocessing, TensorSpec
 from amaas.model import create_session
 from amaas.postprocessing import top_k
-from amaas.preprocessing import decode, model_input, resize_and_crop
+from amaas.preprocessing import model_input
 from amaas.rollout import GOLDEN_DIR, GoldenSample, write_golden
 from amaas_export.data import ImageSet
 
@@ -29,7 +30,7 @@ def golden_samples(
     session = create_session(model_path, threads=1)
 
     def answer(png: bytes) -> tuple[int, float]:
-        pixels = resize_and_crop(decode(png, max_pixels=prep.crop * prep.crop * 4), prep)
+        pixels = decode_pixels(png, prep, Limits())
         logits = session.run(None, {spec.name: model_input(pixels[None], prep, spec)})[0]
         best = top_k(logits, labels, 1)[0][0]
         return best.index, best.score

@@ -55,7 +55,7 @@ def _batch(args: argparse.Namespace) -> int:
     from amaas import jobs
 
     if args.batch_command == "run":
-        from amaas.batch import run_local
+        from amaas.batch.local import run_local
         from amaas.errors import ModelUnavailableError
         from amaas.local import local_settings
         from amaas.model import ImageClassifier
@@ -64,9 +64,7 @@ def _batch(args: argparse.Namespace) -> int:
             print(f"amaas batch run: {args.folder} is not a folder", file=sys.stderr)
             return 2
         settings = local_settings(args.model_dir, None)
-        classifier = ImageClassifier(
-            settings.model_dir, threads=settings.ort_threads, max_image_pixels=settings.max_image_pixels
-        )
+        classifier = ImageClassifier(settings.model_dir, threads=settings.ort_threads, limits=settings.decode_limits)
         out = args.out or args.folder.with_name(args.folder.name + "-results")
         try:
             results = run_local(classifier, args.folder, out, args.top_k)
@@ -89,9 +87,8 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _batch_aws(args: argparse.Namespace, s3: object) -> int:
-    import json
-
     from amaas import jobs
+    from amaas.batch import json_lines
 
     if args.batch_command == "submit":
         if not args.folder.is_dir():
@@ -109,7 +106,7 @@ def _batch_aws(args: argparse.Namespace, s3: object) -> int:
     summary = jobs.write_summary(args.bucket, args.prefix, gathered.results, s3)
     print(f"summary: s3://{args.bucket}/{summary}")
     if args.out:
-        args.out.write_text("".join(json.dumps(r) + "\n" for r in gathered.results))
+        args.out.write_bytes(json_lines(gathered.results))
     return 0
 
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from amaas.batch import INPUT_PREFIX, OUTPUT_PREFIX, SUMMARY_DIR, job_summary_key, local_items
+from amaas.batch import INPUT_PREFIX, OUTPUT_PREFIX, is_result_key, job_summary_key, json_lines
+from amaas.batch.local import local_items
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def gather(bucket: str, prefix: str, s3: Any) -> Gathered:
     """Every result under ``results/<prefix>/``, one per image key, and the images still waiting for one."""
     results = []
     for key in _keys(s3, bucket, f"{OUTPUT_PREFIX}{prefix}/"):
-        if f"/{SUMMARY_DIR}/" in key or not key.endswith(".json"):
+        if not is_result_key(key):
             continue
         results.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
     done = {r["key"] for r in results}
@@ -46,8 +47,7 @@ def write_summary(bucket: str, prefix: str, results: Sequence[dict[str, Any]], s
     """Writes the job's ``summary.jsonl`` (one line per image, in key order) next to its results; returns its
     key. Rewriting it is harmless: it is built from the per-image results, which redelivery never doubles."""
     key = job_summary_key(prefix)
-    body = "".join(json.dumps(r) + "\n" for r in results).encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+    s3.put_object(Bucket=bucket, Key=key, Body=json_lines(results), ContentType="application/x-ndjson")
     return key
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from amaas import memory
 from amaas.api.app import create_app
 from amaas.errors import ModelUnavailableError
 from amaas.observability import muted
@@ -73,6 +74,7 @@ def write_samples(folder: Path) -> list[tuple[Path, str]]:
 def _server(settings: Settings, host: str, port: int, *, access_log: bool) -> Any:
     import uvicorn
 
+    memory.configure_allocator()
     app = create_app(settings)
     try:
         app.state.classifier.load()

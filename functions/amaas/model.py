@@ -7,6 +7,7 @@ shared by every request and thread (``InferenceSession.run`` is thread-safe).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -16,11 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from amaas import preprocessing
+from amaas import imaging, preprocessing
 from amaas.errors import AmaasError, InvalidRequestError, ModelUnavailableError
 from amaas.manifest import MODEL_FILE, Manifest, read_manifest, verify_files
 from amaas.observability import bind_model, logger, traced
 from amaas.postprocessing import Prediction, top_k
+
+# Decodes running at once: more would only share the same cores while multiplying peak memory (each may take
+# up to the decode budget), which is what lets a local server's thread pool take sixteen bombs at a time.
+_DECODE_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 def create_session(path: Path, *, threads: int) -> Any:
@@ -50,13 +55,13 @@ class ImageClassifier:
     """Args:
     model_dir: The artifact directory (``model.onnx`` + ``manifest.json``).
     threads: ONNX Runtime intra-op threads.
-    max_image_pixels: Decompression-bomb guard passed to the decoder.
+    limits: What decoding one image may cost (pixels, memory); see ``amaas.imaging``.
     """
 
-    def __init__(self, model_dir: Path, *, threads: int = 1, max_image_pixels: int = 40_000_000) -> None:
+    def __init__(self, model_dir: Path, *, threads: int = 1, limits: imaging.Limits | None = None) -> None:
         self.model_dir = model_dir
         self.threads = threads
-        self.max_image_pixels = max_image_pixels
+        self.limits = limits or imaging.Limits()
         self._manifest: Manifest | None = None
         self._session: Any = None
         self._lock = threading.Lock()
@@ -107,8 +112,8 @@ class ImageClassifier:
     def pixels(self, image: bytes) -> np.ndarray:
         """One encoded image to uint8 HWC RGB pixels at the model's input geometry."""
         prep = self.manifest.preprocessing
-        decoded = preprocessing.decode(image, max_pixels=self.max_image_pixels, target=prep.resize)
-        return preprocessing.resize_and_crop(decoded, prep)
+        with _DECODE_SLOTS:
+            return imaging.decode_pixels(image, prep, self.limits)
 
     def preprocess(self, images: Sequence[bytes]) -> np.ndarray:
         """Encoded images to one input batch, following the manifest's preprocessing and input spec.

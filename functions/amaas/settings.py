@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from amaas.imaging import Limits
+
 ENV_MODEL_DIR = "AMAAS_MODEL_DIR"
 ENV_ORT_THREADS = "AMAAS_ORT_THREADS"
 ENV_MAX_BODY_BYTES = "AMAAS_MAX_BODY_BYTES"
@@ -23,6 +25,9 @@ ENV_S3_BUCKETS = "AMAAS_S3_BUCKETS"
 ENV_MAX_S3_IMAGE_BYTES = "AMAAS_MAX_S3_IMAGE_BYTES"
 ENV_EXPLAIN_GRID = "AMAAS_EXPLAIN_GRID"
 ENV_CORS_ORIGINS = "AMAAS_CORS_ORIGINS"
+ENV_DECODE_MEMORY_MB = "AMAAS_DECODE_MEMORY_MB"
+# Set by Lambda itself: the function's memory, from which the decode budget is derived when not configured
+ENV_FUNCTION_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
 _ENV_NAMES = {
     "model_dir": ENV_MODEL_DIR,
@@ -36,8 +41,22 @@ _ENV_NAMES = {
     "max_s3_image_bytes": ENV_MAX_S3_IMAGE_BYTES,
     "explain_grid": ENV_EXPLAIN_GRID,
     "cors_origins": ENV_CORS_ORIGINS,
+    "decode_memory_mb": ENV_DECODE_MEMORY_MB,
 }
 MAX_EXPLAIN_GRID = 16
+# What a function keeps for itself (runtime, model, ONNX Runtime's arena, the request) before decoding
+RESERVED_MEMORY_MB = 512
+DECODE_MEMORY_MB = 224
+MIN_DECODE_MEMORY_MB = 32
+
+
+def decode_memory_for(function_memory_mb: int | None) -> int:
+    """The decode budget for a function of this much memory: half of what is left after what serving itself
+    holds, at most ``DECODE_MEMORY_MB`` (which also bounds decode time) and at least ``MIN_DECODE_MEMORY_MB``.
+    1024 MB and more get 224 MB; 768 MB gets 128 MB; 512 MB gets 32 MB (an 8 MP RGB image)."""
+    if function_memory_mb is None:
+        return DECODE_MEMORY_MB
+    return max(MIN_DECODE_MEMORY_MB, min(DECODE_MEMORY_MB, (function_memory_mb - RESERVED_MEMORY_MB) // 2))
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,8 @@ class Settings:
         payload once API Gateway base64-encodes it.
     max_image_bytes: Largest single encoded image within a request.
     max_image_pixels: Largest width x height decoded; checked from the header, before decompression.
+    decode_memory_mb: Largest estimated memory to decode one image (``amaas.imaging``); by default derived
+        from the Lambda function's memory (``decode_memory_for``), 224 MB elsewhere.
     max_images: Most images one request may carry (they run as one batch).
     default_top_k: Predictions returned when the request does not say.
     s3_buckets: Buckets that ``{"s3": "s3://bucket/key"}`` references may read; none by default.
@@ -68,6 +89,7 @@ class Settings:
     max_s3_image_bytes: int = 20_000_000
     explain_grid: int = 8
     cors_origins: tuple[str, ...] = ()
+    decode_memory_mb: int = DECODE_MEMORY_MB
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -75,6 +97,10 @@ class Settings:
                 raise ValueError(f"{_ENV_NAMES[f.name]} must be a positive integer, got {getattr(self, f.name)}")
         if not 2 <= self.explain_grid <= MAX_EXPLAIN_GRID:
             raise ValueError(f"{ENV_EXPLAIN_GRID} must be between 2 and {MAX_EXPLAIN_GRID}, got {self.explain_grid}")
+
+    @property
+    def decode_limits(self) -> Limits:
+        return Limits(max_pixels=self.max_image_pixels, memory_bytes=self.decode_memory_mb << 20)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -94,6 +120,8 @@ class Settings:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise ValueError(f"{_ENV_NAMES[f.name]} must be an integer, got {raw!r}") from None
+        if "decode_memory_mb" not in values and (environ.get(ENV_FUNCTION_MEMORY_MB) or "").isdecimal():
+            values["decode_memory_mb"] = decode_memory_for(int(environ[ENV_FUNCTION_MEMORY_MB]))
         settings = cls(**values)
         explicit = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **explicit) if explicit else settings

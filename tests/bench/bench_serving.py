@@ -106,8 +106,9 @@ def main() -> None:
         sys.exit(f"no artifact at {args.model_dir}; run `make export` (or pass --model-dir)")
 
     from amaas import explain
+    from amaas.imaging import Limits, decode
     from amaas.model import ImageClassifier
-    from amaas.preprocessing import decode, prepare
+    from amaas.preprocessing import prepare
     from tests.helpers import LambdaContext, event_image, load_event
 
     handler_ms, handler_rss = cold(COLD_HANDLER, args.model_dir, args.cold_runs)
@@ -121,9 +122,7 @@ def main() -> None:
     classifier.load()
     event = load_event("classify_png")
     image = event_image(event)
-    tensor = prepare(
-        [decode(image, max_pixels=40_000_000)], classifier.manifest.preprocessing, classifier.manifest.input
-    )
+    tensor = prepare([decode(image, Limits())], classifier.manifest.preprocessing, classifier.manifest.input)
     context = LambdaContext()
     n = args.requests
 

@@ -220,7 +220,7 @@ def test_first_frame_of_an_animation_is_used(artifact: Path) -> None:
 
 
 def test_large_jpeg_is_decoded_in_draft_mode_close_to_a_full_decode(artifact: Path) -> None:
-    from amaas import preprocessing
+    from amaas import imaging
 
     # GIVEN a 12-megapixel photo-like JPEG (smooth gradients and a shape, plus sensor noise)
     rng = np.random.default_rng(0)
@@ -230,14 +230,16 @@ def test_large_jpeg_is_decoded_in_draft_mode_close_to_a_full_decode(artifact: Pa
     data = encode_image(Image.fromarray(pixels), "JPEG", quality=90)
     prep = ImageClassifier(artifact).manifest.preprocessing
 
-    # WHEN it is decoded for the model with and without draft mode
-    drafted = preprocessing.decode(data, max_pixels=40_000_000, target=prep.resize)
-    decoded = preprocessing.decode(data, max_pixels=40_000_000)
-    fast, full = preprocessing.resize_and_crop(drafted, prep), preprocessing.resize_and_crop(decoded, prep)
+    # WHEN it is decoded for the model (draft mode) and in full
+    fast = imaging.decode_pixels(data, prep, imaging.Limits())
+    decoded = imaging.decode(data, imaging.Limits())
+    full = imaging.to_model(decoded, prep)
+    with Image.open(io.BytesIO(data)) as opened:
+        drafted = imaging.draft(opened, prep.resize)
 
     # THEN the draft decode really is reduced (libjpeg's 1/8 scale here), yet keeps twice the side the resize needs
     assert decoded.size == (4000, 3000)
-    assert drafted.size == (500, 375) and min(drafted.size) >= 2 * prep.resize
+    assert drafted == (500, 375) and min(drafted) >= 2 * prep.resize
     # AND the model sees practically the same pixels
     difference = np.abs(fast.astype(np.int16) - full.astype(np.int16))
     assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 4

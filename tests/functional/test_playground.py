@@ -3,6 +3,8 @@ upload an image, see the predictions and the heatmap, locally and under an API G
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import re
 import shutil
@@ -24,6 +26,21 @@ def test_page_is_self_contained(base_url: str) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", page.text), "no external scripts, styles or fonts"
     assert "fetch(base + path" in page.text
+
+
+def test_page_runs_only_its_own_inline_script_and_cannot_be_framed(base_url: str) -> None:
+    page = httpx.get(f"{base_url}/")
+
+    policy = dict(
+        part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";") if part.strip()
+    )
+    # exactly the page's own script and style, by hash: an injected <script> or inline handler would not run
+    (script,) = re.findall(r"<script>(.*?)</script>", page.text, flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert policy["script-src"] == f"'sha256-{digest}'"
+    assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +137,6 @@ def test_the_page_asks_for_the_api_key_and_sends_it(browser: object, handler_mod
         # THEN the predictions come back
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#predictions li"))
         assert "ring" in browser.find_element(By.ID, "predictions").text  # type: ignore[attr-defined]
+        # AND the key is kept for this tab only, never in storage other tabs and later visits can read
+        stored = "return [sessionStorage.getItem('amaas-api-key'), localStorage.getItem('amaas-api-key')]"
+        assert browser.execute_script(stored) == ["s3cr3t-key", None]  # type: ignore[attr-defined]

@@ -141,6 +141,31 @@ def test_api_passes_every_body_through_as_binary(transformed: dict[str, Any]) ->
     assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
 
 
+def test_every_request_is_access_logged_as_json_without_bodies(transformed: dict[str, Any]) -> None:
+    import json
+
+    (stage,) = resources_of(transformed, "AWS::ApiGateway::Stage").values()
+    setting = stage["Properties"]["AccessLogSetting"]
+
+    # one JSON object per request, to a log group of the stack with a retention
+    assert setting["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert transformed["Resources"]["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    fields = json.loads(setting["Format"])
+    # who called (IP, API key or IAM principal), what (route), how it went (status, latency)
+    assert {
+        fields[k] for k in ("requestId", "sourceIp", "apiKeyId", "principal", "route", "status", "latencyMs")
+    } == {
+        "$context.requestId", "$context.identity.sourceIp", "$context.identity.apiKeyId",
+        "$context.identity.userArn", "$context.resourcePath", "$context.status", "$context.responseLatency",
+    }  # fmt: skip
+    # and nothing of the request or response itself
+    assert not any(word in setting["Format"] for word in ("body", "header", "querystring", "requestOverride"))
+    # API Gateway can write them: the account's CloudWatch role is set before the stage (and outlives the stack)
+    account = transformed["Resources"]["ApiGatewayAccount"]
+    assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayLoggingRole", "Arn"]}
+    assert transformed["Resources"]["ApiGatewayLoggingRole"]["DeletionPolicy"] == "Retain"
+
+
 # ---------------------------------------------------------------- least privilege
 
 
@@ -172,17 +197,18 @@ def test_every_function_uses_its_own_role(transformed: dict[str, Any]) -> None:
         assert resource["Properties"]["Role"] == {"Fn::GetAtt": [roles[name], "Arn"]}
 
 
-def test_batch_role_reads_incoming_writes_results_and_consumes_its_queue(transformed: dict[str, Any]) -> None:
+def test_batch_role_reads_incoming_reads_and_writes_results_and_consumes_its_queue(transformed: dict[str, Any]) -> None:
     by_action = {
         tuple(s["Action"]) if isinstance(s["Action"], list) else (s["Action"],): s["Resource"]
         for s in statements(transformed, "BatchFunctionRole")
     }
 
     assert by_action[("s3:GetObject", "s3:GetObjectVersion")]["Fn::Join"][1][-1] == "/incoming/*"
-    assert by_action[("s3:PutObject",)]["Fn::Join"][1][-1] == "/results/*"
-    # listing, only under incoming/, turns a vanished image into NoSuchKey (an error result), not AccessDenied
+    # a result is read back before it is replaced, so an older upload's answer never overwrites a newer one's
+    assert by_action[("s3:GetObject", "s3:PutObject")]["Fn::Join"][1][-1] == "/results/*"
+    # listing, only under incoming/ and results/, turns a missing image or result into NoSuchKey, not AccessDenied
     (listing,) = [s for s in statements(transformed, "BatchFunctionRole") if s["Action"] == "s3:ListBucket"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": "incoming/*"}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["incoming/*", "results/*"]}}
     assert not any(isinstance(part, str) and "*" in part for part in listing["Resource"]["Fn::Join"][1])
     sqs = by_action[
         ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")

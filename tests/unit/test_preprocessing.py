@@ -9,10 +9,16 @@ import pytest
 from PIL import Image
 
 from amaas.errors import InvalidImageError, PayloadTooLargeError
+from amaas.imaging import Limits, to_model, upright_rgb
+from amaas.imaging import decode as decode_image
 from amaas.manifest import Preprocessing, TensorSpec
-from amaas.preprocessing import decode, model_input, normalize, prepare, resize_and_crop, to_rgb
+from amaas.preprocessing import model_input, normalize, prepare
 
 PREP = Preprocessing(resize=32, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+def decode(data: bytes, *, max_pixels: int) -> Image.Image:
+    return decode_image(data, Limits(max_pixels=max_pixels))
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -34,7 +40,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP"])
-def test_decodes_every_supported_format_to_rgb(fmt: str) -> None:
+def test_decodes_every_supported_format_upright_rgb(fmt: str) -> None:
     image = Image.new("RGB", (40, 30), (200, 30, 30))
 
     decoded = decode(encode(image, fmt), max_pixels=10_000)
@@ -76,7 +82,7 @@ def test_oversized_image_is_refused_from_its_header_before_decoding(width: int, 
 
 
 def test_too_large_message_gives_the_dimensions() -> None:
-    with pytest.raises(PayloadTooLargeError, match="10000x5000 = 50000000 pixels; the limit is 40000000"):
+    with pytest.raises(PayloadTooLargeError, match="10000x5000 = 50000000 pixels; the limit is 40000000 "):
         decode(png_header_only(10_000, 5_000), max_pixels=40_000_000)
 
 
@@ -88,12 +94,12 @@ def test_pixel_limit_is_configurable() -> None:
 def test_transparent_pixels_become_white_not_black() -> None:
     image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
 
-    assert to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+    assert upright_rgb(image).getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_greyscale_and_palette_images_convert() -> None:
-    grey = to_rgb(Image.new("L", (2, 2), 100))
-    palette = to_rgb(Image.new("RGB", (2, 2), (10, 200, 30)).convert("P"))
+    grey = upright_rgb(Image.new("L", (2, 2), 100))
+    palette = upright_rgb(Image.new("RGB", (2, 2), (10, 200, 30)).convert("P"))
 
     assert grey.getpixel((0, 0)) == (100, 100, 100)
     assert palette.getpixel((0, 0))[1] > 150
@@ -134,7 +140,7 @@ def test_palette_transparency_is_composited_over_white() -> None:
     assert decoded.getpixel((1, 0)) == (200, 30, 30)
 
 
-def test_cmyk_jpeg_converts_to_rgb() -> None:
+def test_cmyk_jpeg_converts_upright_rgb() -> None:
     cmyk = Image.new("CMYK", (8, 8), (0, 255, 255, 0))  # pure red in CMYK
 
     decoded = decode(encode(cmyk, "JPEG"), max_pixels=10_000)
@@ -163,10 +169,13 @@ def test_resize_and_crop_match_torchvision_eval_transform() -> None:
     prep = Preprocessing(resize=40, crop=32, mean=(0, 0, 0), std=(1, 1, 1))
     reference = transforms.Compose([transforms.Resize(40), transforms.CenterCrop(32)])
 
-    ours = resize_and_crop(image, prep)
+    ours = to_model(image, prep)
 
+    # Within one level: the crop is resampled straight from the source, and Pillow holds box coordinates as
+    # float32, which moves a filter tap by a few millionths of a pixel against a resize of the whole image
     assert ours.shape == (32, 32, 3)
-    np.testing.assert_array_equal(ours, np.asarray(reference(image)))
+    difference = np.abs(ours.astype(np.int16) - np.asarray(reference(image)).astype(np.int16))
+    assert difference.max() <= 1 and difference.mean() < 0.05
 
 
 def test_normalize_scales_subtracts_divides_and_transposes() -> None:

@@ -7,7 +7,7 @@ Sources, named by ``--data``:
                                        otherwise a stratified, seeded hold-out of every class
     ``cifar10:PATH``                   torchvision ``CIFAR10`` reading PATH/cifar-10-batches-py, never downloading
 
-Images go through ``amaas.preprocessing`` (the same code serving runs), so training, calibration, evaluation
+Images go through ``amaas.imaging`` (the same code serving runs), so training, calibration, evaluation
 and serving all see identical pixels.
 """
 
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from amaas.imaging import orientation, to_model
 from amaas.manifest import Preprocessing
-from amaas.preprocessing import resize_and_crop, to_rgb
 from amaas_export.data import synthetic
 from amaas_export.errors import DataError
 
@@ -160,7 +160,7 @@ def _read_folder(folder: ImageFolder, geometry: Preprocessing) -> ImageSet:
     for i, (path, _) in enumerate(folder.samples):
         try:
             with Image.open(path) as image:
-                pixels[i] = resize_and_crop(to_rgb(image), geometry)
+                pixels[i] = to_model(image, geometry, orientation(image))
         except Image.DecompressionBombError as exc:
             raise DataError(f"{path} is too large to read safely (PIL: {exc}); remove or shrink it") from exc
         except Exception as exc:  # decoders fail on corrupt files with OSError, but also EOFError, struct.error, ...
@@ -211,5 +211,5 @@ def _fit(pixels: np.ndarray, labels: np.ndarray, geometry: Preprocessing) -> Ima
     labels = labels.astype(np.int64)
     if pixels.shape[1] == pixels.shape[2] == geometry.crop == geometry.resize:
         return ImageSet(pixels, labels)
-    fitted = np.stack([resize_and_crop(Image.fromarray(p), geometry) for p in pixels])
+    fitted = np.stack([to_model(Image.fromarray(p), geometry) for p in pixels])
     return ImageSet(fitted, labels)

@@ -38,10 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
+        # a redirect's Location would be built from the client's Host header, and would drop the API stage
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.classifier = ImageClassifier(
-        settings.model_dir, threads=settings.ort_threads, max_image_pixels=settings.max_image_pixels
+        settings.model_dir, threads=settings.ort_threads, limits=settings.decode_limits
     )
     for module in (classify, explain, health, v2, playground):
         app.include_router(module.router)

@@ -1,6 +1,7 @@
 """Per-request context as plain ASGI middleware: a request id on every response and log line, one access
-log line and one metrics flush per request, and the last line of defence that turns any unhandled exception
-into a generic JSON 500 instead of a crash or a stack trace.
+log line and one metrics flush per request, memory given back after big requests (``amaas.memory``), and the
+last line of defence that turns any unhandled exception into a generic JSON 500 instead of a crash or a stack
+trace.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so it adds no task or body copy to each request.
 """
@@ -13,13 +14,14 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from amaas import memory
 from amaas.api.errors import error_response, to_amaas_error
 from amaas.observability import logger, record_request
 
 REQUEST_ID_HEADER = "x-request-id"
 # Log key for API Gateway's request id; Powertools already logs Lambda's invocation id as function_request_id
 GATEWAY_ID_KEY = "apigw_request_id"
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 class RequestContextMiddleware:
@@ -68,6 +70,7 @@ class RequestContextMiddleware:
             )
             record_request(scope["method"], route, status, latency, state.get("error_code") if status >= 400 else None)
             logger.thread_safe_remove_keys(list(keys))
+            memory.release()
 
 
 def _route(scope: Scope) -> str:
@@ -82,13 +85,15 @@ def _pick_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER.encode():
             candidate: str = value.decode("latin-1")
-            if _CLIENT_ID.match(candidate):
+            if _CLIENT_ID.fullmatch(candidate):
                 return candidate
     return None
 
 
 def _gateway_request_id(scope: Scope) -> str | None:
-    """API Gateway's request id (``$context.requestId``), on Lambda."""
+    """API Gateway's request id (``$context.requestId``), on Lambda, if it has the form of one: it is echoed
+    in a header and logged, so an event from a direct invocation cannot inject into either."""
     event = scope.get("aws.event") or {}
-    gateway_id = (event.get("requestContext") or {}).get("requestId")
-    return str(gateway_id) if gateway_id else None
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    gateway_id = context.get("requestId") if isinstance(context, dict) else None
+    return gateway_id if isinstance(gateway_id, str) and _CLIENT_ID.fullmatch(gateway_id) else None

@@ -31,14 +31,17 @@ _HTTP_ERRORS: dict[int, type[AmaasError]] = {
 OIP_PREFIX = "/v2"
 
 
-def error_response(exc: AmaasError, request_id: str, path: str = "") -> JSONResponse:
+def error_response(
+    exc: AmaasError, request_id: str, path: str = "", headers: dict[str, str] | None = None
+) -> JSONResponse:
     """The error body: ``{"error", "message", "request_id"}``, or on Open Inference Protocol routes the
     protocol's own ``{"error": "<message>"}`` (its clients read that field as the message)."""
     if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
-        return JSONResponse(status_code=exc.status, content={"error": exc.message})
+        return JSONResponse(status_code=exc.status, content={"error": exc.message}, headers=headers)
     return JSONResponse(
         status_code=exc.status,
         content={"error": exc.code, "message": exc.message, "request_id": request_id},
+        headers=headers,
     )
 
 
@@ -70,7 +73,10 @@ def add_exception_handlers(app: FastAPI) -> None:
         if error.status >= 500:
             logger.error("%s: %s", error.code, error.message, exc_info=exc)
         request.state.error_code = error.code
-        return error_response(error, getattr(request.state, "request_id", ""), request.url.path)
+        # a 405 keeps the Allow header the router computed (RFC 9110 section 15.5.6)
+        headers = exc.headers if isinstance(exc, HTTPException) else None
+        allow = {"Allow": headers["Allow"]} if headers and "Allow" in headers else None
+        return error_response(error, getattr(request.state, "request_id", ""), request.url.path, allow)
 
     for kind in (AmaasError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, handle)

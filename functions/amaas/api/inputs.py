@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from fastapi import Request
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from amaas import storage
+from amaas.api.untrusted import byte_count, parse_json
 from amaas.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
@@ -72,7 +72,7 @@ class ImageInput:
     """One image as sent: its bytes, or an S3 reference to fetch."""
 
     data: bytes | None = None
-    s3: str | None = None
+    s3: storage.S3Object | None = None
 
 
 @dataclass(frozen=True)
@@ -148,12 +148,12 @@ def load_images(parsed: ImageRequest, settings: Settings) -> list[bytes]:
     remaining = total_limit
     images = []
     for item in parsed.inputs:
-        if item.data is not None:
-            images.append(item.data)
+        if item.data is not None or item.s3 is None:
+            images.append(item.data or b"")
             continue
         limit = min(settings.max_s3_image_bytes, remaining)
         try:
-            data = storage.fetch(str(item.s3), allowed_buckets=settings.s3_buckets, max_bytes=limit)
+            data = storage.fetch(item.s3, allowed_buckets=settings.s3_buckets, max_bytes=limit).data
         except PayloadTooLargeError:
             if limit == settings.max_s3_image_bytes:
                 raise
@@ -179,9 +179,9 @@ def decode_base64(encoded: str) -> bytes:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """Reads at most ``limit`` bytes, refusing early on a declared Content-Length over the limit."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"the body is {int(declared)} bytes; the limit is {limit}")
+    declared = byte_count(request.headers.get("content-length"), "Content-Length")
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError(f"the body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -193,12 +193,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _from_json(body: bytes) -> ImageRequest:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequestError("the body is not valid JSON") from None
-    except RecursionError:
-        raise InvalidRequestError("the JSON body is nested too deeply") from None
+    document = parse_json(body, "the JSON body")
     if not isinstance(document, dict):
         raise InvalidRequestError('JSON bodies must be an object: {"image": ...}, {"images": [...]} or {"s3": ...}')
     if "images" in document:
@@ -217,8 +212,7 @@ def _json_image(item: Any) -> ImageInput:
     if isinstance(item, str):
         return ImageInput(data=decode_base64(item))
     if isinstance(item, dict) and isinstance(item.get("s3"), str):
-        storage.parse_s3_uri(item["s3"])
-        return ImageInput(s3=item["s3"])
+        return ImageInput(s3=storage.parse_s3_uri(item["s3"]))
     raise InvalidRequestError('each image must be a base64 string or {"s3": "s3://bucket/key"}')
 
 

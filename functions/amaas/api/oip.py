@@ -14,11 +14,13 @@ import json
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import numpy as np
 
+from amaas.api.untrusted import field, parse_json, positive_int
 from amaas.errors import AmaasError, InvalidRequestError
 
 DATATYPES: dict[str, Any] = {
@@ -39,6 +41,8 @@ NUMPY_DATATYPES = {np.dtype(t).name: name for name, t in DATATYPES.items()}
 HEADER_LENGTH = "inference-header-content-length"
 # Tensors have a handful of dimensions; nesting deeper than this is an attack or a bug, not data.
 MAX_DATA_DEPTH = 32
+MAX_DIMENSIONS = 8
+MAX_DIMENSION = 2**31 - 1
 _END = object()
 
 
@@ -63,15 +67,16 @@ class RequestedOutput:
 class InferRequest:
     id: str | None
     inputs: list[Tensor]
-    outputs: list[RequestedOutput] = field(default_factory=list)
+    outputs: list[RequestedOutput] = dataclass_field(default_factory=list)
     binary_outputs: bool = False
 
 
 def parse_request(body: bytes, header_length: int | None) -> InferRequest:
-    """Parses a JSON-only or JSON+binary infer request.
+    """Parses a JSON-only or JSON+binary infer request, checking the type of every field it reads.
 
     Raises:
-        InvalidRequestError: Malformed JSON, wrong shapes, sizes that do not add up, unknown datatypes.
+        InvalidRequestError: Malformed JSON, fields of the wrong type, wrong shapes, sizes that do not add up,
+            unknown datatypes, values out of their datatype's range.
     """
     if header_length is None:
         header, binary = body, b""
@@ -81,93 +86,114 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
                 f"Inference-Header-Content-Length {header_length} does not fit a {len(body)}-byte body"
             )
         header, binary = body[:header_length], body[header_length:]
-    try:
-        document = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequestError("the inference request header is not valid JSON") from None
-    except RecursionError:
-        raise InvalidRequestError("the inference request header is nested too deeply") from None
-    if not isinstance(document, dict) or not isinstance(document.get("inputs"), list) or not document["inputs"]:
+    document = parse_json(header, "the inference request header")
+    if not isinstance(document, dict):
+        raise InvalidRequestError('an inference request is a JSON object with "inputs"')
+    specs = field(document, "inputs", list, "the request")
+    if not specs:
         raise InvalidRequestError('an inference request needs "inputs": a non-empty list of tensors')
-
-    parameters = document.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise InvalidRequestError('"parameters" must be an object')
+    parameters = field(document, "parameters", dict, "the request", {})
+    content_type = field(parameters, "content_type", str, "the request's parameters", None)
     offset = 0
     inputs = []
-    for spec in document["inputs"]:
-        tensor, used = _input(spec, binary, offset, parameters.get("content_type"))
+    for spec in specs:
+        tensor, used = _input(spec, binary, offset, content_type)
         inputs.append(tensor)
         offset += used
     if offset != len(binary):
         raise InvalidRequestError(f"binary inputs declare {offset} bytes but {len(binary)} follow the header")
-
-    outputs = []
-    for spec in document.get("outputs") or []:
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise InvalidRequestError('each requested output needs a "name"')
-        out_params = spec.get("parameters") or {}
-        classification = out_params.get("classification")
-        if classification is not None and (not isinstance(classification, int) or classification < 1):
-            raise InvalidRequestError("parameters.classification must be a positive integer")
-        binary_flag = out_params.get("binary_data")
-        outputs.append(
-            RequestedOutput(
-                spec["name"], binary=None if binary_flag is None else bool(binary_flag), classification=classification
-            )
-        )
-    request_id = document.get("id")
-    if request_id is not None and not isinstance(request_id, (str, int, float)):
-        raise InvalidRequestError('"id" must be a string')
+    request_id = field(document, "id", (str, int, float), "the request", None)
     return InferRequest(
-        id=str(request_id) if request_id is not None else None,
+        id=None if request_id is None else str(request_id),
         inputs=inputs,
-        outputs=outputs,
-        binary_outputs=bool(parameters.get("binary_data_output", False)),
+        outputs=[_output(spec) for spec in field(document, "outputs", list, "the request", [])],
+        binary_outputs=field(parameters, "binary_data_output", bool, "the request's parameters", False),
     )
 
 
-def _input(spec: Any, binary: bytes, offset: int, default_content_type: Any) -> tuple[Tensor, int]:
+def _output(spec: Any) -> RequestedOutput:
+    if not isinstance(spec, dict):
+        raise InvalidRequestError('each requested output is an object with a "name"')
+    name = field(spec, "name", str, "a requested output")
+    parameters = field(spec, "parameters", dict, f"output {name}", {})
+    classification = parameters.get("classification")
+    return RequestedOutput(
+        name,
+        binary=field(parameters, "binary_data", bool, f"output {name}'s parameters", None),
+        classification=None if classification is None else positive_int(classification, "parameters.classification"),
+    )
+
+
+def _input(spec: Any, binary: bytes, offset: int, default_content_type: str | None) -> tuple[Tensor, int]:
     if not isinstance(spec, dict):
         raise InvalidRequestError("each input must be an object with name, shape, datatype and data")
-    name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
-    if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
-        raise InvalidRequestError('each input needs "name", "datatype" and "shape"')
-    if not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidRequestError(f"input {name}: shape must be a list of non-negative integers")
+    name = field(spec, "name", str, "an input")
+    where = f"input {name}"
+    datatype = field(spec, "datatype", str, where)
+    shape = tuple(field(spec, "shape", list, where))
+    if len(shape) > MAX_DIMENSIONS or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION for d in shape
+    ):
+        raise InvalidRequestError(f"{where}: shape must be at most {MAX_DIMENSIONS} non-negative integers")
     count = math.prod(shape)
-    parameters = spec.get("parameters") or {}
+    parameters = field(spec, "parameters", dict, where, {})
     size = parameters.get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-            raise InvalidRequestError(f"input {name}: binary_data_size {size} runs past the end of the body")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise InvalidRequestError(f"{where}: binary_data_size {size} runs past the end of the body")
         chunk = binary[offset : offset + size]
         if datatype == "BYTES":
             items = deserialize_bytes(chunk, name)
             _check_count(name, len(items), count)
-            return Tensor(name, datatype, tuple(shape), items), size
+            return Tensor(name, datatype, shape, items), size
         dtype = _dtype(name, datatype)
         if size != count * np.dtype(dtype).itemsize:
-            raise InvalidRequestError(f"input {name}: {size} bytes do not hold {count} {datatype} values")
-        return Tensor(name, datatype, tuple(shape), np.frombuffer(chunk, dtype=dtype).reshape(shape)), size
+            raise InvalidRequestError(f"{where}: {size} bytes do not hold {count} {datatype} values")
+        return Tensor(name, datatype, shape, np.frombuffer(chunk, dtype=dtype).reshape(shape)), size
     if "data" not in spec:
-        raise InvalidRequestError(f"input {name}: no data and no binary_data_size")
+        raise InvalidRequestError(f"{where}: no data and no binary_data_size")
     flat = _flatten(name, spec["data"])
     _check_count(name, len(flat), count)
     if datatype == "BYTES":
-        content_type = parameters.get("content_type", default_content_type)
-        return Tensor(name, datatype, tuple(shape), [_json_bytes(name, item, content_type) for item in flat]), 0
-    try:
-        array = np.asarray(flat, dtype=_dtype(name, datatype)).reshape(shape)
-    except (TypeError, ValueError):
-        raise InvalidRequestError(f"input {name}: data are not {datatype} values") from None
-    return Tensor(name, datatype, tuple(shape), array), 0
+        content_type = field(parameters, "content_type", str, f"{where}'s parameters", default_content_type)
+        return Tensor(name, datatype, shape, [_json_bytes(name, item, content_type) for item in flat]), 0
+    return Tensor(name, datatype, shape, _typed(name, datatype, flat).reshape(shape)), 0
 
 
 def _dtype(name: str, datatype: str) -> Any:
     if datatype not in DATATYPES:
         raise InvalidRequestError(f"input {name}: unknown datatype {datatype}")
     return DATATYPES[datatype]
+
+
+def _typed(name: str, datatype: str, flat: list[Any]) -> np.ndarray:
+    """JSON values as an array of ``datatype``, refusing what the type cannot hold: a boolean where a number
+    belongs (or the reverse), a fraction in an integer tensor, an integer outside its range (UINT8 -1, INT8 300),
+    a number too large for a float type."""
+    dtype = np.dtype(_dtype(name, datatype))
+    if dtype.kind == "b":
+        if not all(isinstance(v, bool) for v in flat):
+            raise InvalidRequestError(f"input {name}: BOOL data must be true or false")
+        return np.asarray(flat, dtype=dtype)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        raise InvalidRequestError(f"input {name}: {datatype} data must be numbers")
+    if dtype.kind in "iu":
+        if not all(isinstance(v, int) for v in flat):
+            raise InvalidRequestError(f"input {name}: {datatype} data must be integers")
+        limits = np.iinfo(dtype)
+        if flat and (min(flat) < limits.min or max(flat) > limits.max):
+            raise InvalidRequestError(f"input {name}: {datatype} values must lie in {limits.min}..{limits.max}")
+        return np.asarray(flat, dtype=dtype)
+    try:
+        values = np.asarray(flat, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64's range
+        raise InvalidRequestError(f"input {name}: a value is too large for {datatype}") from None
+    finite = np.isfinite(values)
+    with np.errstate(over="ignore"):
+        array = values.astype(dtype)
+    if not np.array_equal(np.isfinite(array), finite):
+        raise InvalidRequestError(f"input {name}: a value is too large for {datatype}")
+    return array
 
 
 def _check_count(name: str, got: int, expected: int) -> None:
@@ -192,7 +218,7 @@ def _flatten(name: str, data: Any) -> list[Any]:
     return leaves
 
 
-def _json_bytes(name: str, item: Any, content_type: Any) -> bytes:
+def _json_bytes(name: str, item: Any, content_type: str | None) -> bytes:
     """JSON cannot carry raw bytes: ``content_type: base64`` (on the input, or on the request for clients
     such as tritonclient that cannot set input parameters) says the strings are base64."""
     if not isinstance(item, str):

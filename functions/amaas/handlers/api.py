@@ -10,10 +10,13 @@ import logging
 
 from mangum import Mangum
 
+from amaas import memory
 from amaas.api.app import create_app
+from amaas.api.events import guarded
 from amaas.errors import ModelUnavailableError
 from amaas.observability import logger, tracer
 
+memory.configure_allocator()  # before the model and the first request allocate
 # Our access line carries the request id, status and latency; Mangum's own one is noise.
 logging.getLogger("mangum").setLevel(logging.WARNING)
 
@@ -24,7 +27,7 @@ except ModelUnavailableError as exc:
     logger.error("model not loaded at init", extra={"reason": exc.message})
 
 # Responses stay out of X-Ray: they carry predictions and heatmaps drawn from users' images. Errors are kept;
-# the app turns its own into responses, so only a failure outside it (such as an event Mangum cannot read) is one.
+# the app turns its own into responses, and events Mangum could not read are answered with a 400 before it.
 handler = tracer.capture_lambda_handler(
-    logger.inject_lambda_context(Mangum(app, lifespan="off")), capture_response=False, capture_error=True
+    logger.inject_lambda_context(guarded(Mangum(app, lifespan="off"))), capture_response=False, capture_error=True
 )

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from amaas.batch import process_sqs
+from amaas import memory
+from amaas.batch.sqs import process_sqs
 from amaas.errors import ModelUnavailableError
 from amaas.model import ImageClassifier
 from amaas.observability import logger, tracer
 from amaas.settings import Settings
 
+memory.configure_allocator()  # before the model and the first request allocate
 settings = Settings.from_env()
-classifier = ImageClassifier(
-    settings.model_dir, threads=settings.ort_threads, max_image_pixels=settings.max_image_pixels
-)
+classifier = ImageClassifier(settings.model_dir, threads=settings.ort_threads, limits=settings.decode_limits)
 try:
     classifier.load()
 except ModelUnavailableError as exc:
@@ -28,4 +28,7 @@ except ModelUnavailableError as exc:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_sqs(event["Records"], classifier, settings)
+    try:
+        return process_sqs(event["Records"], classifier, settings, context.get_remaining_time_in_millis)
+    finally:
+        memory.release()

@@ -13,6 +13,7 @@ from amaas.api.deps import get_classifier, get_settings, run_blocking
 from amaas.api.inputs import IMAGE_REQUEST_BODY, ImageRequest, load_images, read_images
 from amaas.api.responses import ERRORS
 from amaas.api.schemas import ExplainResponse, ModelRef
+from amaas.api.untrusted import index_param
 from amaas.errors import InvalidParameterError
 from amaas.model import ImageClassifier
 from amaas.settings import MAX_EXPLAIN_GRID, Settings
@@ -105,9 +106,10 @@ def _target_index(classifier: ImageClassifier, target: str | None) -> int | None
     labels = classifier.manifest.labels
     if target in labels:
         return labels.index(target)
-    if target.isdigit() and int(target) < len(labels):
-        return int(target)
-    raise InvalidParameterError(f"target {target!r} is neither a label nor an index below {len(labels)}")
+    index = index_param(target, "target", len(labels))
+    if index is None:
+        raise InvalidParameterError(f"target {target!r} is neither a label nor an index below {len(labels)}")
+    return index
 
 
 def _explain(

@@ -19,6 +19,7 @@ from amaas.api.inputs import check_batch_limits, read_body
 from amaas.api.oip import HEADER_LENGTH, NUMPY_DATATYPES, InferRequest, Tensor, encode_response, parse_request
 from amaas.api.responses import PROTOCOL_INTERNAL, PROTOCOL_MODEL_ERRORS
 from amaas.api.schemas import ModelReady, ProtocolError, ServerLive, ServerReady
+from amaas.api.untrusted import byte_count
 from amaas.errors import InvalidRequestError, ModelNotFoundError, ModelUnavailableError
 from amaas.manifest import Manifest
 from amaas.model import ImageClassifier
@@ -154,11 +155,9 @@ async def infer(
     """Infer on the model's own tensor input or on encoded images (``image``, BYTES), in JSON or with the
     binary tensor data extension (``Inference-Header-Content-Length``)."""
     manifest = await _model(request, classifier, name, version)
-    header = request.headers.get(HEADER_LENGTH)
-    if header is not None and not header.isdigit():
-        raise InvalidRequestError(f"{HEADER_LENGTH} must be a byte count")
+    header = byte_count(request.headers.get(HEADER_LENGTH), "Inference-Header-Content-Length")
     body = await read_body(request, settings.max_body_bytes)
-    parsed = parse_request(body, int(header) if header is not None else None)
+    parsed = parse_request(body, header)
     logits, labels = await run_blocking(request, _run, classifier, settings, manifest, parsed)
     outputs = _outputs(manifest, parsed, logits, labels)
     content, headers = encode_response(manifest.name, manifest.version, parsed.id, outputs)

@@ -1,0 +1,68 @@
+"""Lambda events are untrusted input too: what reaches the API function must be an API Gateway proxy event
+Mangum can read, or it gets a 400 in the proxy response format, never a function error.
+
+API Gateway itself only sends well-formed events; anything else comes from a direct invocation (a test tool, a
+misconfigured integration, someone with lambda:InvokeFunction), which deserves the same clear answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from amaas.api.context import REQUEST_ID_HEADER
+from amaas.errors import InvalidRequestError
+from amaas.observability import logger
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def guarded(handler: Handler) -> Handler:
+    """``handler``, answering events it could not read with a 400 proxy response."""
+
+    def guard(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        problem = event_problem(event)
+        if problem is None:
+            return handler(event, context)
+        logger.warning("unreadable event", extra={"reason": problem})
+        return _bad_event(problem)
+
+    return guard
+
+
+def event_problem(event: Any) -> str | None:
+    """Why Mangum could not read ``event`` as an HTTP request, or ``None`` if it can."""
+    if not isinstance(event, dict):
+        return "the event is not a JSON object"
+    for key in ("httpMethod", "path", "body"):
+        if event.get(key) is not None and not isinstance(event[key], str):
+            return f"the event's {key} must be a string"
+    for key in ("headers", "queryStringParameters"):
+        if not _mapping_of(event.get(key), lambda v: isinstance(v, str)):
+            return f"the event's {key} must map strings to strings"
+    for key in ("multiValueHeaders", "multiValueQueryStringParameters"):
+        if not _mapping_of(event.get(key), lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)):
+            return f"the event's {key} must map strings to lists of strings"
+    body = event.get("body")
+    if event.get("isBase64Encoded") and body and (len(body) % 4 or not _BASE64.fullmatch(body)):
+        return "the event says its body is base64-encoded, and it is not"
+    return None
+
+
+def _mapping_of(value: Any, valid: Callable[[Any], bool]) -> bool:
+    return value is None or (isinstance(value, dict) and all(isinstance(k, str) and valid(v) for k, v in value.items()))
+
+
+def _bad_event(problem: str) -> dict[str, Any]:
+    error = InvalidRequestError(problem)
+    request_id = uuid.uuid4().hex
+    return {
+        "statusCode": error.status,
+        "headers": {"content-type": "application/json", REQUEST_ID_HEADER: request_id},
+        "body": json.dumps({"error": error.code, "message": error.message, "request_id": request_id}),
+        "isBase64Encoded": False,
+    }

@@ -1,0 +1,168 @@
+"""Many images in, exactly one JSON result per image out, whatever any one image does.
+
+A result belongs to its image by construction: it carries the image's key as given (never re-parsed), the
+ETag and version id of the bytes that were actually read, and where it lands is a function of the key alone,
+injective over every key S3 allows (long keys included), so two images can never share a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from amaas.errors import AmaasError, PayloadTooLargeError
+from amaas.model import ImageClassifier
+from amaas.observability import logger
+
+INPUT_PREFIX = "incoming/"
+OUTPUT_PREFIX = "results/"
+RESULT_SUFFIX = ".json"
+# Results of keys too long to extend (S3 keys are at most 1,024 bytes) are named by the key's sha256 with a
+# suffix no ordinary result key can end with, so the two namings never meet.
+HASHED_SUFFIX = ".key-sha256.json~"
+SUMMARY_DIR = "_summary"
+SUMMARY_SUFFIX = ".jsonl"
+MAX_KEY_BYTES = 1024
+BATCH = 16
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to classify: its key, its bytes (or why there are none) and where the bytes came from.
+
+    Attributes:
+        key: The S3 key (decoded once from the event) or the local relative path.
+        etag, version: Of the bytes read, as S3 returned them with the bytes.
+        sequencer: The S3 event's ordering token for this key (later uploads have greater ones).
+    """
+
+    key: str
+    data: bytes | None
+    etag: str | None = None
+    version: str | None = None
+    sequencer: str | None = None
+    error: AmaasError | None = None
+
+
+def classify(classifier: ImageClassifier, items: Sequence[Item], top_k: int) -> list[dict[str, Any]]:
+    """A result per item, in order: predictions, or the error that made the image unclassifiable.
+
+    Each image is decoded on its own and any failure, MemoryError included, costs only its own result;
+    decodable images run through the model in batches, and a batch that fails is retried image by image.
+    """
+    manifest = classifier.manifest
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    pending: list[tuple[int, np.ndarray]] = []
+    for i, item in enumerate(items):
+        try:
+            if item.error is not None:
+                raise item.error
+            pending.append((i, classifier.pixels(item.data or b"")))
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not take its neighbours' results
+            results[i] = _result(item, manifest.name, manifest.version, error=_as_error(exc, item))
+    for start in range(0, len(pending), BATCH):
+        chunk = pending[start : start + BATCH]
+        for (i, _), outcome in zip(chunk, _predict(classifier, [p for _, p in chunk], top_k), strict=True):
+            if isinstance(outcome, AmaasError):
+                results[i] = _result(items[i], manifest.name, manifest.version, error=outcome)
+            else:
+                results[i] = _result(items[i], manifest.name, manifest.version, predictions=outcome)
+    assert all(r is not None for r in results), "every item has a result"
+    return [r for r in results if r is not None]
+
+
+def _predict(
+    classifier: ImageClassifier, pixels: list[np.ndarray], top_k: int
+) -> list[list[dict[str, Any]] | AmaasError]:
+    try:
+        logits = classifier.predict_pixels(np.stack(pixels))
+    except Exception:  # noqa: BLE001 - find the one image to blame rather than fail them all
+        if len(pixels) == 1:
+            return [AmaasError("the model failed on this image")]
+        return [outcome for one in pixels for outcome in _predict(classifier, [one], top_k)]
+    return [
+        [{"label": p.label, "index": p.index, "score": round(p.score, 6)} for p in ranked]
+        for ranked in classifier.postprocess(logits, top_k)
+    ]
+
+
+def _as_error(exc: Exception, item: Item) -> AmaasError:
+    if isinstance(exc, AmaasError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return PayloadTooLargeError("the image could not be decoded within this function's memory")
+    logger.exception("unexpected failure on one batch image", extra={"key": item.key})
+    return AmaasError("internal error")
+
+
+def _result(
+    item: Item,
+    model: str,
+    version: str,
+    *,
+    predictions: list[dict[str, Any]] | None = None,
+    error: AmaasError | None = None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"key": item.key, "etag": item.etag, "version_id": item.version}
+    if item.sequencer is not None:
+        result["sequencer"] = item.sequencer
+    result["model"] = {"name": model, "version": version}
+    if error is not None:
+        result.update(status="error", error=error.code, message=error.message)
+    else:
+        result.update(status="ok", predictions=predictions)
+    return result
+
+
+def result_key(input_key: str) -> str:
+    """``incoming/job/a/b.png`` -> ``results/job/a/b.png.json``: one result key per image key, always.
+
+    A key too long to extend within S3's 1,024 bytes gets ``results/<job>/<sha256 of the key>`` plus
+    ``HASHED_SUFFIX``; the result inside still names the key in full.
+    """
+    plain = OUTPUT_PREFIX + input_key.removeprefix(INPUT_PREFIX) + RESULT_SUFFIX
+    if len(plain.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES:
+        return plain
+    digest = hashlib.sha256(input_key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{_job_prefix(job_of(input_key))}{digest}{HASHED_SUFFIX}"
+
+
+def is_result_key(key: str) -> bool:
+    """Whether a key under ``results/`` holds one image's result (not a summary)."""
+    return key.endswith((RESULT_SUFFIX, HASHED_SUFFIX))
+
+
+def job_of(input_key: str) -> str:
+    """The job an image belongs to: the first path segment under the input prefix."""
+    relative = input_key.removeprefix(INPUT_PREFIX)
+    return relative.split("/", 1)[0] if "/" in relative else ""
+
+
+def summary_key(job: str, results: Iterable[dict[str, Any]]) -> str:
+    """A JSON-lines part per job and delivery batch, named by what it holds, so a retried batch with the
+    same content rewrites the same part. Parts stream results as they come; a redelivery in another batch
+    can repeat an image in a second part, so readers merge parts by image key. The job's one-line-per-image
+    ``summary.jsonl`` is written by ``amaas batch results`` from the per-image results (see ``job_summary_key``).
+    Summary keys end in ``.jsonl``, which no result key does, so an image under a folder named ``_summary``
+    is still an image.
+    """
+    digest = hashlib.sha256("\n".join(sorted(f"{r['key']}@{r.get('etag')}" for r in results)).encode()).hexdigest()
+    return f"{_job_prefix(job)}{SUMMARY_DIR}/{digest[:32]}{SUMMARY_SUFFIX}"
+
+
+def job_summary_key(job: str) -> str:
+    """``results/<job>/summary.jsonl``: every image of the job once, in key order."""
+    return f"{_job_prefix(job)}summary{SUMMARY_SUFFIX}"
+
+
+def json_lines(results: Iterable[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in results).encode()
+
+
+def _job_prefix(job: str) -> str:
+    return f"{OUTPUT_PREFIX}{job}/" if job else OUTPUT_PREFIX
