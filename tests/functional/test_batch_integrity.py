@@ -54,6 +54,7 @@ class Batch:
 def batch(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Batch]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AMAAS_MODEL_DIR", str(artifact))
+    monkeypatch.setenv("AMAAS_DECODE_MEMORY_MB", "128")  # as a 768 MB function would derive
     with mock_aws():
         storage._client.cache_clear()
         s3 = boto3.client("s3")
@@ -167,7 +168,8 @@ class Deadline(LambdaContext):
 def test_one_image_exhausting_memory_or_time_costs_only_its_own_result(
     batch: Batch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN ten images: one a 40 MP RGBA PNG over the decode budget, one on which decoding runs out of memory
+    # GIVEN ten images: a 40 MP RGBA PNG (160 MB to decode, over the 128 MB budget), one on which decoding runs
+    # out of memory anyway
     keys = [f"incoming/job/{i}.png" for i in range(10)]
     for i, key in enumerate(keys[2:], start=2):
         batch.s3.put_object(Bucket=BUCKET, Key=key, Body=image(i))

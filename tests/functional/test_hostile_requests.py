@@ -52,7 +52,7 @@ def test_a_binary_header_length_that_is_not_ascii_digits_is_a_400(base_url: str)
     response = httpx.post(
         f"{base_url}/v2/models/cifar-cnn-synthetic/infer",
         content=body,
-        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "²"},
+        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "²".encode("latin-1")},
     )
 
     assert response.status_code == 400 and "byte count" in response.json()["error"]
