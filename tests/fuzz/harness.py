@@ -186,6 +186,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.fresh_rss_kb = 0
         self._buffer = b""
+        self._eof = False
         self.restarts = 0
 
     def start(self) -> None:
@@ -215,7 +216,7 @@ class WorkerProcess:
             cwd=REPO,
             env=env,
         )
-        self._buffer = b""
+        self._buffer, self._eof = b"", False
         line = self._readline(time.monotonic() + 120)
         if line is None or not line.startswith("READY"):
             self.stop()
@@ -250,6 +251,7 @@ class WorkerProcess:
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:
+                    self._eof = True  # the worker is gone (or going): not a hang, whatever the clock says
                     return None
                 self._buffer += chunk
             elif on_poll is not None and on_poll() is not None:
@@ -309,7 +311,7 @@ class WorkerProcess:
             cpu_s=round(_cpu_ticks_s(pid) - cpu_before, 3),
             rss_mb=round(max(peak["kb"] - baseline_kb, 0) / 1024, 1),
         )
-        if self.proc.poll() is not None:
+        if self._eof or self.proc.poll() is not None:
             return self._died(measured_from_outside, started)
         self.stop()
         self.restarts += 1
