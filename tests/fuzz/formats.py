@@ -156,7 +156,7 @@ class Segment:
 
 
 def jpeg_segments(data: bytes) -> list[Segment]:
-    """Splits a well-formed JPEG into segments (used on Pillow's own output, so no recovery from junk)."""
+    """Splits a JPEG into segments, stopping at the first thing that is not one (mutants reach here too)."""
     segments = []
     pos = 0
     while pos + 2 <= len(data):
@@ -172,6 +172,8 @@ def jpeg_segments(data: bytes) -> list[Segment]:
             if marker == 0xD9:
                 break
             continue
+        if pos + 4 > len(data):
+            break
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
         payload = data[pos + 4 : pos + 2 + length]
         pos += 2 + length

@@ -18,6 +18,7 @@ line per input for later analysis.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter, defaultdict
@@ -137,6 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-rss-mb", type=float, default=harness.DEFAULT_MAX_RSS_MB, help="kill a worker past this")
     parser.add_argument("--from-dir", type=Path, help="run a written corpus instead of generating one")
     parser.add_argument("--results", type=Path, help="write one JSON line per input here")
+    parser.add_argument(
+        "--report-only",
+        type=Path,
+        nargs="+",
+        metavar="RESULTS",
+        help="print the report of earlier --results files (e.g. a campaign resumed with --start) and exit",
+    )
+    parser.add_argument("--elapsed", type=float, default=0.0, help="with --report-only: the runs' seconds")
     parser.add_argument("--top", type=int, default=5, help="worst inputs listed per category")
     parser.add_argument(
         "--http", metavar="URL", help="POST to a running server instead, e.g. http://127.0.0.1:8000/v1/classify"
@@ -144,6 +153,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server-pid", type=int, help="the server's pid, to sample its RSS (HTTP mode)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop sending after this long (HTTP mode)")
     args = parser.parse_args(argv)
+    if args.report_only:
+        merged = {}
+        for path in args.report_only:
+            for line in path.read_text().splitlines():
+                result = Result(**json.loads(line))
+                merged[result.name] = result
+        title = f"hostile images: {len(merged)} results from {', '.join(str(p) for p in args.report_only)}"
+        text, passed = report(
+            list(merged.values()), elapsed_s=args.elapsed, timeout_s=args.timeout, top=args.top, title=title
+        )
+        print(text)
+        return 0 if passed else 1
 
     items = from_dir(args.from_dir) if args.from_dir else corpus.generate(args.count, args.seed, args.start)
     sink = args.results.open("w") if args.results else None
