@@ -419,7 +419,6 @@ def run_http(
         return http.client.HTTPConnection(parsed.netloc, timeout=timeout_s)
 
     def loop() -> None:
-        connection = connect()
         while time.monotonic() < deadline:
             with lock:
                 entry = next(source, None)
@@ -427,10 +426,14 @@ def run_http(
             if entry is None:
                 break
             content_type = "application/octet-stream" if sequence % octet_stream_every == 0 else media_type(entry.name)
+            # A connection per request: on a kept-alive one, the server closing it while a slow request ran
+            # surfaces as a broken pipe on the next, a client artefact that would count as a crash.
+            connection = connect()
             started = time.perf_counter()
             status, outcome, detail = 0, "ok", ""
             try:
-                connection.request("POST", path, body=entry.data, headers={"Content-Type": content_type})
+                headers = {"Content-Type": content_type, "Connection": "close"}
+                connection.request("POST", path, body=entry.data, headers=headers)
                 response = connection.getresponse()
                 status = response.status
                 body = response.read()
@@ -441,9 +444,8 @@ def run_http(
                 outcome, detail = "hang", f"no response within {timeout_s:g} s"
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 outcome, detail = "crash", f"{type(exc).__name__}: {exc}"[:300]
-            if outcome in ("hang", "crash"):
+            finally:
                 connection.close()
-                connection = connect()
             wall = time.perf_counter() - started
             result = Result(entry.name, entry.category, len(entry.data), outcome, 0.0, round(wall, 4), 0.0, detail)
             with lock:
@@ -453,7 +455,6 @@ def run_http(
                     rss["after_100"] = _status_kb(server_pid, "VmRSS")
                 if on_result is not None:
                     on_result(result)
-        connection.close()
 
     threads = [threading.Thread(target=loop, name=f"fuzz-http-{i}", daemon=True) for i in range(jobs)]
     for thread in threads:

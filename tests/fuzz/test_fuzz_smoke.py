@@ -117,3 +117,32 @@ def test_the_harness_classifies_outcomes_kills_hangs_and_survives_crashes() -> N
     assert outcome["hang"].wall_s >= 3
     text, passed = report(results, elapsed_s=1.0, timeout_s=3, top=2, title="smoke")
     assert not passed and "FAIL  hangs: 1" in text and "FAIL  5xx responses: 4" in text
+
+
+def test_http_mode_counts_statuses_and_times_out_slow_answers() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if body == b"slow":
+                time.sleep(2)
+            self.send_response({b"bad": 400, b"bug": 500}.get(body, 200))
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    items = [corpus.Item(f"{i}-x.png", "test", body) for i, body in enumerate([b"ok", b"bad", b"bug", b"slow", b"ok"])]
+    try:
+        summary = harness.run_http(items, f"http://127.0.0.1:{server.server_port}/v1/classify", timeout_s=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert sorted(r.outcome for r in summary.results) == ["client_error", "hang", "ok", "ok", "server_error"]
+    assert summary.statuses == {200: 2, 400: 1, 500: 1, 0: 1}
