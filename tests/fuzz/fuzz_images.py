@@ -63,7 +63,8 @@ def _row(result: Result) -> str:
 
 def report(results: Sequence[Result], *, elapsed_s: float, timeout_s: float, top: int, title: str) -> tuple[str, bool]:
     """The campaign report and whether every figure passed."""
-    lines = [title, f"{len(results)} inputs in {elapsed_s:.0f} s ({len(results) / max(elapsed_s, 1e-9):.1f}/s)", ""]
+    rate = f" in {elapsed_s:.0f} s ({len(results) / elapsed_s:.1f}/s)" if elapsed_s > 0 else ""
+    lines = [title, f"{len(results)} inputs{rate}", ""]
     by_category: dict[str, list[Result]] = defaultdict(list)
     for result in results:
         by_category[result.category].append(result)
