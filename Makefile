@@ -11,7 +11,7 @@ MODEL_DIR ?= dist/model
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo export build test browser lint format bench bench-export deploy clean
+.PHONY: setup demo export build test browser lint format bench bench-export fuzz deploy clean
 
 setup: $(VENV)/.installed
 
@@ -64,6 +64,13 @@ bench: setup
 
 bench-export: setup
 	$(BIN)/python tests/bench/bench_export.py
+
+## fuzz: the hostile-image campaign against the decoder, with the goal figures as PASS/FAIL (not in `make test`:
+## it takes tens of minutes and fails until the decoder bounds its work)
+FUZZ_COUNT ?= 10000
+FUZZ_SEED ?= 0
+fuzz: setup
+	$(BIN)/python tests/fuzz/fuzz_images.py --count $(FUZZ_COUNT) --seed $(FUZZ_SEED) --jobs 2
 
 deploy: build
 	$(BIN)/sam deploy --guided
