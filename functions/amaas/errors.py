@@ -14,6 +14,8 @@ class AmaasError(Exception):
     code: ClassVar[str] = "internal_error"
 
     def __init__(self, message: str) -> None:
+        # Messages quote what clients sent; a lone surrogate in it would make the JSON body unencodable
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.message = message
 

@@ -59,12 +59,12 @@ def target(data: bytes) -> None:
     The one place to change when the decoder's API changes; ``--target module:function`` swaps it without
     editing this file.
     """
-    from amaas import preprocessing
+    from amaas.imaging import decode_pixels
     from amaas.manifest import Preprocessing
+    from amaas.settings import Settings
 
     prep = Preprocessing(resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    decoded = preprocessing.decode(data, max_pixels=40_000_000, target=prep.resize)
-    preprocessing.resize_and_crop(decoded, prep)
+    decode_pixels(data, prep, Settings().decode_limits)
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.responses import Response
 
 from amaas import __version__
-from amaas.api.context import RequestContextMiddleware
+from amaas.api.context import REQUEST_ID, RequestContextMiddleware
+from amaas.api.deps import refuse_unknown_query
 from amaas.api.errors import add_exception_handlers
 from amaas.api.oip import HEADER_LENGTH
 from amaas.api.routes import classify, explain, health, playground, v2
+from amaas.errors import InvalidRequestError
 from amaas.model import ImageClassifier
 from amaas.settings import Settings
 
@@ -40,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         # a redirect's Location would be built from the client's Host header, and would drop the API stage
         redirect_slashes=False,
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.settings = settings
     app.state.classifier = ImageClassifier(
@@ -51,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_errors_as_served(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCorsMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["content-type", "accept", "x-api-key", "x-request-id", "authorization", HEADER_LENGTH],
@@ -60,6 +66,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+class JsonCorsMiddleware(CORSMiddleware):
+    """Starlette's CORS handling, with a refused preflight answered in the API's JSON error format (Starlette's
+    own answer is a plain-text 400)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        error = InvalidRequestError(f"CORS preflight refused: {bytes(response.body).decode(errors='replace')}")
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        body = {"error": error.code, "message": error.message, "request_id": REQUEST_ID.get()}
+        return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 def _document_errors_as_served(app: FastAPI) -> None:

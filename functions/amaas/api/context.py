@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +22,9 @@ from amaas.observability import logger, record_request
 REQUEST_ID_HEADER = "x-request-id"
 # Log key for API Gateway's request id; Powertools already logs Lambda's invocation id as function_request_id
 GATEWAY_ID_KEY = "apigw_request_id"
+# The current request's id, for code that sees neither the scope nor the request (a middleware's own answers)
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
@@ -36,6 +40,7 @@ class RequestContextMiddleware:
         rid = _pick_request_id(scope) or gateway_id or uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = rid
+        token = REQUEST_ID.set(rid)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -45,7 +50,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), rid.encode())]
+                headers = list(message.get("headers", []))
+                named = {name.lower() for name, _ in headers}
+                extra = [header for header in _SECURITY_HEADERS if header[0] not in named]
+                message["headers"] = [*headers, *extra, (REQUEST_ID_HEADER.encode(), rid.encode())]
             await send(message)
 
         # contextvars: each request (task) sees only its own id, even under a concurrent local server. API Gateway's
@@ -70,6 +78,7 @@ class RequestContextMiddleware:
             )
             record_request(scope["method"], route, status, latency, state.get("error_code") if status >= 400 else None)
             logger.thread_safe_remove_keys(list(keys))
+            REQUEST_ID.reset(token)
             memory.release()
 
 

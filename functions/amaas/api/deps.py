@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the app's one classifier and settings, from ``app.state``.
+"""FastAPI dependencies: the app's one classifier and settings, from ``app.state``, and the check that refuses
+query parameters a route does not take.
 
 They are ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a worker thread, a hop that cost
 more than the whole cifar-cnn inference (tests/bench/bench_serving.py).
@@ -7,11 +8,12 @@ more than the whole cifar-cnn inference (tests/bench/bench_serving.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from amaas.errors import InvalidParameterError
 from amaas.model import ImageClassifier
 from amaas.settings import Settings
 
@@ -34,3 +36,29 @@ async def run_blocking(request: Request, fn: Callable[..., T], *args: object) ->
     if "aws.event" in request.scope:
         return fn(*args)
     return await run_in_threadpool(fn, *args)
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """Every route refuses query parameters it does not take: ``topk=3`` is a typo to report, not a request to
+    answer with the default five.
+
+    Raises:
+        InvalidParameterError: A parameter the route does not declare.
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise InvalidParameterError(f"unknown query parameter {unknown[0]!r}; this route takes: {takes}")
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route and its dependencies declare (FastAPI's ``Dependant`` tree)."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

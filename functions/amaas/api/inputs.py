@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from amaas import storage
 from amaas.api.untrusted import byte_count, parse_json
@@ -32,39 +31,49 @@ JSON_MEDIA_TYPE = "application/json"
 MULTIPART_MEDIA_TYPE = "multipart/form-data"
 # The S3 bytes one request may fetch in total, in units of max_s3_image_bytes
 S3_REQUEST_IMAGES = 2
+# Parts one multipart body may have: images (at most max_images of them) and whatever else a form sends
+MAX_PARTS = 64
 
+_S3_URI = {"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+", "example": "s3://bucket/key"}
 _IMAGE_JSON: dict[str, Any] = {
     "oneOf": [
         {"type": "string", "format": "byte", "description": "base64 image (a data: URL prefix is allowed)"},
-        {"type": "object", "required": ["s3"], "properties": {"s3": {"type": "string", "example": "s3://bucket/key"}}},
+        {"type": "object", "required": ["s3"], "properties": {"s3": _S3_URI}},
     ]
 }
-# For the OpenAPI schema: what the image endpoints accept.
-IMAGE_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        **{media: {"schema": {"type": "string", "format": "binary"}} for media in RAW_MEDIA_TYPES},
-        JSON_MEDIA_TYPE: {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "image": _IMAGE_JSON,
-                    "images": {"type": "array", "items": _IMAGE_JSON},
-                    "s3": {"type": "string", "example": "s3://bucket/key"},
-                },
-            }
-        },
-        MULTIPART_MEDIA_TYPE: {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "image": {"type": "string", "format": "binary"},
-                    "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                },
-            }
-        },
-    },
+# Exactly one of the three forms per body: a body naming two is refused, not half read.
+_ONE_IMAGE = [
+    {"type": "object", "required": ["image"], "properties": {"image": _IMAGE_JSON}},
+    {"type": "object", "required": ["s3"], "properties": {"s3": _S3_URI}},
+]
+_MANY_IMAGES = {
+    "type": "object",
+    "required": ["images"],
+    "properties": {"images": {"type": "array", "items": _IMAGE_JSON, "minItems": 1}},
 }
+_FILE = {"type": "string", "format": "binary"}
+
+
+def image_request_body(*, several: bool) -> dict[str, Any]:
+    """For the OpenAPI schema: what an image endpoint accepts (``several``: also lists of images)."""
+    json_forms = [*_ONE_IMAGE, _MANY_IMAGES] if several else _ONE_IMAGE
+    multipart_forms = [{"type": "object", "required": ["image"], "properties": {"image": _FILE}}]
+    if several:
+        multipart_forms.append(
+            {
+                "type": "object",
+                "required": ["images"],
+                "properties": {"images": {"type": "array", "items": _FILE, "minItems": 1}},
+            }
+        )
+    return {
+        "required": True,
+        "content": {
+            **{media: {"schema": _FILE} for media in RAW_MEDIA_TYPES},
+            JSON_MEDIA_TYPE: {"schema": {"oneOf": json_forms}},
+            MULTIPART_MEDIA_TYPE: {"schema": {"oneOf": multipart_forms}},
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ async def read_images(request: Request, settings: Settings) -> ImageRequest:
     if media_type == JSON_MEDIA_TYPE:
         parsed = _from_json(body)
     elif media_type == MULTIPART_MEDIA_TYPE:
-        parsed = await _from_multipart(request, body)
+        parsed = _from_multipart(request.headers.get("content-type", ""), body)
     else:
         parsed = ImageRequest((ImageInput(data=body),), batch=False)
     if not parsed.inputs:
@@ -196,6 +205,9 @@ def _from_json(body: bytes) -> ImageRequest:
     document = parse_json(body, "the JSON body")
     if not isinstance(document, dict):
         raise InvalidRequestError('JSON bodies must be an object: {"image": ...}, {"images": [...]} or {"s3": ...}')
+    forms = [key for key in ("image", "images", "s3") if key in document]
+    if len(forms) > 1:
+        raise InvalidRequestError(f'send one of "image", "images" or "s3", not {" and ".join(forms)}')
     if "images" in document:
         items = document["images"]
         if not isinstance(items, list):
@@ -216,27 +228,69 @@ def _json_image(item: Any) -> ImageInput:
     raise InvalidRequestError('each image must be a base64 string or {"s3": "s3://bucket/key"}')
 
 
-async def _from_multipart(request: Request, body: bytes) -> ImageRequest:
-    async def replay() -> AsyncGenerator[bytes, None]:
-        yield body
-
-    # The body is already capped at max_body_bytes, so starlette's generous part limits cost nothing; the
-    # image count is checked by the caller, with the same error as for JSON.
-    parser = MultiPartParser(request.headers, replay())
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise InvalidRequestError(f"the multipart body is malformed: {exc.message}") from None
-    try:
-        many, one = form.getlist("images"), form.getlist("image")
-        if many and one:
-            raise InvalidRequestError('send either one "image" field or "images" fields, not both')
-        files = many or one
-        if any(isinstance(f, str) for f in files):
-            raise InvalidRequestError('"image" and "images" fields must be files')
-        datas = [await f.read() for f in files if not isinstance(f, str)]
-    finally:
-        await form.close()
-    if one and len(one) > 1:
+def _from_multipart(content_type: str, body: bytes) -> ImageRequest:
+    """The ``image`` or ``images`` parts of a multipart body, as the raw bytes of each part: a part is an image
+    whether or not its Content-Disposition names a file (Starlette would decode an unnamed one as text)."""
+    parts = _multipart_parts(content_type, body)
+    many = [data for name, data in parts if name == "images"]
+    one = [data for name, data in parts if name == "image"]
+    if many and one:
+        raise InvalidRequestError('send either one "image" field or "images" fields, not both')
+    if len(one) > 1:
         raise InvalidRequestError('several images go in "images" fields; "image" takes one')
-    return ImageRequest(tuple(ImageInput(data=d) for d in datas), batch=bool(many))
+    return ImageRequest(tuple(ImageInput(data=d) for d in many or one), batch=bool(many))
+
+
+def _multipart_parts(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
+    """(field name, raw bytes) of every part, in order; the body is already capped at ``max_body_bytes``.
+
+    Raises:
+        InvalidRequestError: No boundary, a malformed body, more than ``MAX_PARTS`` parts.
+    """
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise InvalidRequestError("the multipart body is malformed: its Content-Type names no boundary")
+    parts: list[tuple[str, bytes]] = []
+    headers: dict[bytes, bytes] = {}
+    field, value, chunks = bytearray(), bytearray(), bytearray()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        headers[bytes(field).lower()] = bytes(value)
+        field.clear()
+        value.clear()
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        chunks.extend(data[start:end])
+
+    def on_part_end() -> None:
+        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        parts.append((disposition.get(b"name", b"").decode("latin-1"), bytes(chunks)))
+        headers.clear()
+        chunks.clear()
+        if len(parts) > MAX_PARTS:
+            raise InvalidRequestError(f"the multipart body has more than {MAX_PARTS} parts")
+
+    callbacks = {
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+        parser.write(body)
+        parser.finalize()
+    except (MultipartParseError, ValueError) as exc:
+        raise InvalidRequestError(f"the multipart body is malformed: {str(exc)[:200]}") from None
+    return parts

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
@@ -53,6 +55,7 @@ _RASTER_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;1
 _WEBP_BYTES_PER_PIXEL = 16
 # Pillow decodes RLE BMPs in Python: about 0.1 us of CPU per pixel.
 MAX_RLE_PIXELS = 8_000_000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def decode_pixels(data: bytes, prep: Preprocessing, limits: Limits) -> np.ndarra
             draft(image, prep.resize)
         _check_memory(image, container, limits)
         _load(image)
-        return to_model(image, prep, orientation(image))
+        return _converted(lambda: to_model(image, prep, orientation(image)))
 
 
 def decode(data: bytes, limits: Limits) -> Image.Image:
@@ -95,7 +98,7 @@ def decode(data: bytes, limits: Limits) -> Image.Image:
     with _opened(data, container) as image:
         _check_memory(image, container, limits)
         _load(image)
-        return upright_rgb(image, orientation(image))
+        return _converted(lambda: upright_rgb(image, orientation(image)))
 
 
 def decode_cost(image: Image.Image, container: containers.Container) -> int:
@@ -185,6 +188,17 @@ def _load(image: ImageFile.ImageFile) -> None:
         raise PayloadTooLargeError("the image could not be decoded within this server's memory") from None
     except Exception as exc:  # see _opened
         raise InvalidImageError("the image is truncated or corrupt and could not be decoded") from exc
+
+
+def _converted(convert: Callable[[], _T]) -> _T:
+    """Runs a conversion of decoded pixels: Pillow validates some things only when it converts (a tRNS chunk longer
+    than the palette is "palette index out of range" then), and those are the bytes' fault too."""
+    try:
+        return convert()
+    except MemoryError:
+        raise PayloadTooLargeError("the image could not be converted within this server's memory") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidImageError("the image's pixel data is inconsistent and could not be converted") from exc
 
 
 def orientation(image: Image.Image) -> int:

@@ -21,14 +21,14 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 # JPEG: a camera file has ~20 segments (a 255-chunk ICC profile ~280); progressive scripts use ~10 scans.
 MAX_JPEG_SEGMENTS = 1024
 MAX_JPEG_SCANS = 64
-# Stray bytes between segments (libjpeg warns and skips them; Pillow reads them one at a time in Python).
+# Stray and fill bytes between segments (libjpeg skips them; Pillow reads them one at a time in Python).
 MAX_JPEG_JUNK = 4096
 # Every coefficient decoded at most this many times on average: libjpeg's and mozjpeg's progressive scripts
 # visit each about twice; a repeated refinement scan (each one a full pass over the image) does not fit.
 MAX_JPEG_PASSES = 4.0
 # PNG: IDAT chunks are streamed to zlib in C but each costs a Python step in Pillow; other chunks more.
 MAX_PNG_IDAT_CHUNKS = 65_536
-MAX_PNG_OTHER_CHUNKS = 1024
+MAX_PNG_OTHER_CHUNKS = 256
 # GIF: extension sub-blocks before the first frame are walked in Python by Pillow, one at a time.
 MAX_GIF_EXTENSION_BLOCKS = 4096
 # Larger EXIF blocks are not read for their orientation (a camera's is a few kB; 64 kB is JPEG's own cap).
@@ -39,6 +39,7 @@ _JPEG_OTHER_SOF = {0xC3, 0xC5, 0xC6, 0xC7, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless a
 # In entropy-coded data 0xFF is followed by 0x00 (stuffing), a restart marker or more 0xFF fill bytes; any
 # other byte after it starts the next segment.
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_NOT_FILL = re.compile(rb"[^\xff]")
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def _u16be(data: bytes, pos: int) -> int:
 
 
 def _jpeg(data: bytes) -> Container:
-    pos, segments, junk = 2, 0, 0
+    pos, segments, junk, exif = 2, 0, 0, 0
     frame: tuple[int, int, list[tuple[int, int, int]]] | None = None
     scans: list[list[tuple[int, int]]] = []  # per scan: (component index, coefficients per block)
     while pos < len(data):
@@ -106,10 +107,13 @@ def _jpeg(data: bytes) -> Container:
             if marker_at < 0 or junk > MAX_JPEG_JUNK:
                 raise InvalidImageError("the JPEG image is corrupt (bytes where a marker should be)")
             pos = marker_at
-        while pos < len(data) and data[pos] == 0xFF:
-            pos += 1  # fill bytes
-        if pos >= len(data):
+        fill = _NOT_FILL.search(data, pos)  # 0xFF fill bytes before the marker code
+        if fill is None:
             break
+        junk += fill.start() - pos - 1
+        if junk > MAX_JPEG_JUNK:
+            raise InvalidImageError("the JPEG image is corrupt (stray bytes between its segments)")
+        pos = fill.start()
         marker = data[pos]
         pos += 1
         if marker == 0xD9:
@@ -126,6 +130,10 @@ def _jpeg(data: bytes) -> Container:
         segments += 1
         if segments > MAX_JPEG_SEGMENTS:
             raise PayloadTooLargeError(f"the JPEG image has more than {MAX_JPEG_SEGMENTS} segments")
+        if marker == 0xE1 and payload.startswith(b"Exif\0\0"):
+            exif += 1
+            if exif > 1:  # Pillow joins repeated ones, then parses the whole join at open
+                raise InvalidImageError("the JPEG image has more than one EXIF block")
         if marker in _JPEG_OTHER_SOF:
             raise InvalidImageError(
                 "lossless and hierarchical JPEG are not supported; send a baseline or progressive JPEG"
@@ -206,11 +214,14 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+# Chunks the PNG specification allows once; each compressed one (iCCP) is inflated by Pillow at open.
+_PNG_ONCE = {b"IHDR", b"PLTE", b"tRNS", b"iCCP", b"eXIf", b"acTL", b"cHRM", b"gAMA", b"sRGB", b"sBIT", b"pHYs", b"bKGD"}
 _PNG_COLOURS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
 
 def _png(data: bytes) -> Container:
     pos, idat, other = 8, 0, 0
+    seen: set[bytes] = set()
     size: tuple[int, int] | None = None
     while True:
         length, kind = struct.unpack_from(">I4s", data, pos)
@@ -227,6 +238,10 @@ def _png(data: bytes) -> Container:
             idat += 1
         else:
             other += 1
+            if kind in _PNG_ONCE:
+                if kind in seen:
+                    raise InvalidImageError(f"the PNG image has more than one {kind.decode()} chunk")
+                seen.add(kind)
         if idat > MAX_PNG_IDAT_CHUNKS or other > MAX_PNG_OTHER_CHUNKS:
             raise PayloadTooLargeError(
                 f"the PNG image has more than {MAX_PNG_IDAT_CHUNKS} data chunks or {MAX_PNG_OTHER_CHUNKS} others"

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from amaas.api.deps import get_classifier, get_settings, run_blocking
-from amaas.api.inputs import IMAGE_REQUEST_BODY, ImageRequest, load_images, read_images
+from amaas.api.inputs import ImageRequest, image_request_body, load_images, read_images
 from amaas.api.responses import ERRORS
 from amaas.api.schemas import BatchResponse, ClassifyResponse, ImageResult, ModelRef, Prediction
 from amaas.model import Classification, ImageClassifier
@@ -17,7 +17,7 @@ from amaas.settings import Settings
 router = APIRouter(tags=["classify"])
 
 
-@router.post("/v1/classify", responses=ERRORS, openapi_extra={"requestBody": IMAGE_REQUEST_BODY})
+@router.post("/v1/classify", responses=ERRORS, openapi_extra={"requestBody": image_request_body(several=True)})
 async def classify(
     request: Request,
     classifier: Annotated[ImageClassifier, Depends(get_classifier)],

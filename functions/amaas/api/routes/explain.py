@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from amaas import explain
 from amaas.api.deps import get_classifier, get_settings, run_blocking
-from amaas.api.inputs import IMAGE_REQUEST_BODY, ImageRequest, load_images, read_images
+from amaas.api.inputs import ImageRequest, image_request_body, load_images, read_images
 from amaas.api.responses import ERRORS
 from amaas.api.schemas import ExplainResponse, ModelRef
 from amaas.api.untrusted import index_param
@@ -30,7 +30,7 @@ _PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     "/v1/explain",
     response_model=ExplainResponse,
     responses={**_PNG_RESPONSE, **ERRORS},
-    openapi_extra={"requestBody": IMAGE_REQUEST_BODY},
+    openapi_extra={"requestBody": image_request_body(several=False)},
 )
 async def explain_image(
     request: Request,

@@ -16,7 +16,15 @@ from fastapi.responses import JSONResponse, Response
 from amaas import __version__
 from amaas.api.deps import get_classifier, get_settings, run_blocking
 from amaas.api.inputs import check_batch_limits, read_body
-from amaas.api.oip import HEADER_LENGTH, NUMPY_DATATYPES, InferRequest, Tensor, encode_response, parse_request
+from amaas.api.oip import (
+    DATATYPES,
+    HEADER_LENGTH,
+    NUMPY_DATATYPES,
+    InferRequest,
+    Tensor,
+    encode_response,
+    parse_request,
+)
 from amaas.api.responses import PROTOCOL_INTERNAL, PROTOCOL_MODEL_ERRORS
 from amaas.api.schemas import ModelReady, ProtocolError, ServerLive, ServerReady
 from amaas.api.untrusted import byte_count
@@ -35,20 +43,29 @@ PLATFORM = "onnx_onnxv1"
 BYTES_INPUT = "image"
 
 Classifier = Annotated[ImageClassifier, Depends(get_classifier)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
 
 _TENSOR = {
     "type": "object",
     "required": ["name", "datatype", "shape"],
     "properties": {
-        "name": {"type": "string"},
-        "datatype": {"type": "string", "example": "BYTES"},
-        "shape": {"type": "array", "items": {"type": "integer"}},
-        "data": {"type": "array", "items": {}},
-        "parameters": {"type": "object", "description": "binary_data_size; content_type: base64 for BYTES"},
+        "name": {"type": "string", "description": "the model's own input, or image (BYTES: encoded images)"},
+        "datatype": {"type": "string", "enum": ["BYTES", *DATATYPES]},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 8},
+        "data": {"type": "array", "items": {}, "description": "row-major values, nested or flat"},
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "binary_data_size": {"type": "integer", "minimum": 0},
+                "content_type": {"type": "string", "description": "base64 for BYTES given as strings"},
+            },
+        },
     },
 }
 INFER_REQUEST_BODY = {
     "required": True,
+    "description": "JSON, or the binary tensor data extension: Content-Type application/octet-stream, a JSON "
+    "header of Inference-Header-Content-Length bytes (in this schema), then each binary input's bytes in order",
     "content": {
         "application/json": {
             "schema": {
@@ -56,22 +73,33 @@ INFER_REQUEST_BODY = {
                 "required": ["inputs"],
                 "properties": {
                     "id": {"type": "string"},
-                    "inputs": {"type": "array", "items": _TENSOR},
+                    "inputs": {"type": "array", "items": _TENSOR, "minItems": 1},
                     "outputs": {
                         "type": "array",
                         "items": {
                             "type": "object",
-                            "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+                            "required": ["name"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "parameters": {
+                                    "type": "object",
+                                    "properties": {
+                                        "classification": {"type": "integer", "minimum": 1},
+                                        "binary_data": {"type": "boolean"},
+                                    },
+                                },
+                            },
                         },
                     },
-                    "parameters": {"type": "object", "description": "binary_data_output, content_type"},
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "binary_data_output": {"type": "boolean"},
+                            "content_type": {"type": "string"},
+                        },
+                    },
                 },
             }
-        },
-        "application/octet-stream": {
-            "schema": {"type": "string", "format": "binary"},
-            "description": "binary tensor data extension: a JSON header of Inference-Header-Content-Length "
-            "bytes, then the tensors",
         },
     },
 }
@@ -114,11 +142,16 @@ async def ready(request: Request, classifier: Classifier) -> JSONResponse:
 
 
 @router.get("/models/{name}", responses=PROTOCOL_MODEL_ERRORS)
+async def model_metadata(request: Request, classifier: Classifier, name: str) -> dict[str, Any]:
+    return _metadata(await _model(request, classifier, name, None))
+
+
 @router.get("/models/{name}/versions/{version}", responses=PROTOCOL_MODEL_ERRORS)
-async def model_metadata(
-    request: Request, classifier: Classifier, name: str, version: str | None = None
-) -> dict[str, Any]:
-    manifest = await _model(request, classifier, name, version)
+async def model_version_metadata(request: Request, classifier: Classifier, name: str, version: str) -> dict[str, Any]:
+    return _metadata(await _model(request, classifier, name, version))
+
+
+def _metadata(manifest: Manifest) -> dict[str, Any]:
     own = manifest.input
     return {
         "name": manifest.name,
@@ -133,28 +166,37 @@ async def model_metadata(
 
 
 @router.get("/models/{name}/ready", responses=PROTOCOL_MODEL_ERRORS)
+async def model_ready(request: Request, classifier: Classifier, name: str) -> ModelReady:
+    manifest = await _model(request, classifier, name, None)
+    return ModelReady(name=manifest.name, ready=True)
+
+
 @router.get("/models/{name}/versions/{version}/ready", responses=PROTOCOL_MODEL_ERRORS)
-async def model_ready(request: Request, classifier: Classifier, name: str, version: str | None = None) -> ModelReady:
+async def model_version_ready(request: Request, classifier: Classifier, name: str, version: str) -> ModelReady:
     manifest = await _model(request, classifier, name, version)
     return ModelReady(name=manifest.name, ready=True)
 
 
 @router.post("/models/{name}/infer", responses=INFER_RESPONSES, openapi_extra={"requestBody": INFER_REQUEST_BODY})
+async def infer(request: Request, classifier: Classifier, settings: AppSettings, name: str) -> Response:
+    """Infer on the model's own tensor input or on encoded images (``image``, BYTES), in JSON or with the
+    binary tensor data extension (``Inference-Header-Content-Length``)."""
+    return await _infer(request, classifier, settings, await _model(request, classifier, name, None))
+
+
 @router.post(
     "/models/{name}/versions/{version}/infer",
     responses=INFER_RESPONSES,
     openapi_extra={"requestBody": INFER_REQUEST_BODY},
 )
-async def infer(
-    request: Request,
-    classifier: Classifier,
-    settings: Annotated[Settings, Depends(get_settings)],
-    name: str,
-    version: str | None = None,
+async def infer_version(
+    request: Request, classifier: Classifier, settings: AppSettings, name: str, version: str
 ) -> Response:
-    """Infer on the model's own tensor input or on encoded images (``image``, BYTES), in JSON or with the
-    binary tensor data extension (``Inference-Header-Content-Length``)."""
-    manifest = await _model(request, classifier, name, version)
+    """As ``/v2/models/{name}/infer``, for one version of the model."""
+    return await _infer(request, classifier, settings, await _model(request, classifier, name, version))
+
+
+async def _infer(request: Request, classifier: ImageClassifier, settings: Settings, manifest: Manifest) -> Response:
     header = byte_count(request.headers.get(HEADER_LENGTH), "Inference-Header-Content-Length")
     body = await read_body(request, settings.max_body_bytes)
     parsed = parse_request(body, header)
