@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from amaas.api.untrusted import field, parse_json, positive_int
+from amaas.api.untrusted import field, json_integer, parse_json, positive_int
 from amaas.errors import AmaasError, InvalidRequestError
 
 DATATYPES: dict[str, Any] = {
@@ -130,17 +130,17 @@ def _input(spec: Any, binary: bytes, offset: int, default_content_type: str | No
     name = field(spec, "name", str, "an input")
     where = f"input {name}"
     datatype = field(spec, "datatype", str, where)
-    shape = tuple(field(spec, "shape", list, where))
-    if len(shape) > MAX_DIMENSIONS or not all(
-        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION for d in shape
-    ):
-        raise InvalidRequestError(f"{where}: shape must be at most {MAX_DIMENSIONS} non-negative integers")
+    dims = [json_integer(d) for d in field(spec, "shape", list, where)]
+    if len(dims) > MAX_DIMENSIONS or not all(d is not None and 0 <= d <= MAX_DIMENSION for d in dims):
+        raise InvalidRequestError(f"{where}: shape must be at most {MAX_DIMENSIONS} integers from 0 to {MAX_DIMENSION}")
+    shape = tuple(d for d in dims if d is not None)
     count = math.prod(shape)
     parameters = field(spec, "parameters", dict, where, {})
-    size = parameters.get("binary_data_size")
-    if size is not None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or offset + size > len(binary):
-            raise InvalidRequestError(f"{where}: binary_data_size {size} runs past the end of the body")
+    declared = parameters.get("binary_data_size")
+    if declared is not None:
+        size = json_integer(declared)
+        if size is None or size < 0 or offset + size > len(binary):
+            raise InvalidRequestError(f"{where}: binary_data_size {declared} runs past the end of the body")
         chunk = binary[offset : offset + size]
         if datatype == "BYTES":
             items = deserialize_bytes(chunk, name)
@@ -178,12 +178,13 @@ def _typed(name: str, datatype: str, flat: list[Any]) -> np.ndarray:
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
         raise InvalidRequestError(f"input {name}: {datatype} data must be numbers")
     if dtype.kind in "iu":
-        if not all(isinstance(v, int) for v in flat):
+        integers = [i for i in map(json_integer, flat) if i is not None]
+        if len(integers) != len(flat):
             raise InvalidRequestError(f"input {name}: {datatype} data must be integers")
         limits = np.iinfo(dtype)
-        if flat and (min(flat) < limits.min or max(flat) > limits.max):
+        if integers and (min(integers) < limits.min or max(integers) > limits.max):
             raise InvalidRequestError(f"input {name}: {datatype} values must lie in {limits.min}..{limits.max}")
-        return np.asarray(flat, dtype=dtype)
+        return np.asarray(integers, dtype=dtype)
     try:
         values = np.asarray(flat, dtype=np.float64)
     except OverflowError:  # an integer beyond float64's range

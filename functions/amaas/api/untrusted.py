@@ -59,11 +59,23 @@ def field(
     return value
 
 
+def json_integer(value: Any) -> int | None:
+    """``value`` as an int if JSON Schema would call it an integer (``3`` or ``3.0``, never ``true``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def positive_int(value: Any, name: str) -> int:
-    """A JSON integer >= 1 (not a boolean, not a float)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """A JSON integer >= 1 (not a boolean, not a fraction)."""
+    number = json_integer(value)
+    if number is None or number < 1:
         raise InvalidRequestError(f"{name} must be a positive integer")
-    return value
+    return number
 
 
 def index_param(value: str, name: str, size: int) -> int | None:

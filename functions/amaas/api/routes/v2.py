@@ -19,6 +19,8 @@ from amaas.api.inputs import check_batch_limits, read_body
 from amaas.api.oip import (
     DATATYPES,
     HEADER_LENGTH,
+    MAX_DIMENSION,
+    MAX_DIMENSIONS,
     NUMPY_DATATYPES,
     InferRequest,
     Tensor,
@@ -47,18 +49,21 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 
 _TENSOR = {
     "type": "object",
-    "required": ["name", "datatype", "shape"],
+    "required": ["name", "datatype", "shape", "data"],
     "properties": {
         "name": {"type": "string", "description": "the model's own input, or image (BYTES: encoded images)"},
         "datatype": {"type": "string", "enum": ["BYTES", *DATATYPES]},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 8},
+        "shape": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0, "maximum": MAX_DIMENSION},
+            "minItems": 1,
+            "maxItems": MAX_DIMENSIONS,
+        },
         "data": {"type": "array", "items": {}, "description": "row-major values, nested or flat"},
         "parameters": {
             "type": "object",
-            "properties": {
-                "binary_data_size": {"type": "integer", "minimum": 0},
-                "content_type": {"type": "string", "description": "base64 for BYTES given as strings"},
-            },
+            "description": "binary_data_size (binary extension only: the input's bytes after the JSON header)",
+            "properties": {"content_type": {"type": "string", "description": "base64 for BYTES given as strings"}},
         },
     },
 }
