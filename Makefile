@@ -11,7 +11,7 @@ MODEL_DIR ?= dist/model
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo export build test browser lint format bench bench-export deploy clean
+.PHONY: setup demo export build test browser lint format bench bench-export bench-lambda deploy clean
 
 setup: $(VENV)/.installed
 
@@ -64,6 +64,10 @@ bench: setup
 
 bench-export: setup
 	$(BIN)/python tests/bench/bench_export.py
+
+## bench-lambda: cold start, warm duration and slowest imports of the built ApiFunction (after `make build`)
+bench-lambda: setup
+	$(BIN)/python tests/bench/bench_lambda_runtime.py
 
 deploy: build
 	$(BIN)/sam deploy --guided

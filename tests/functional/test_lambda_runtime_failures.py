@@ -178,3 +178,20 @@ def test_memory_past_memory_size_is_an_out_of_memory_kill(toy: Any) -> None:
     assert result.error is not None and result.error.error_type == "Runtime.OutOfMemory"
     assert result.error.message.endswith("Runtime exited with error: signal: killed")
     assert result.report.max_memory_mb > 128 and "Error Type: Runtime.OutOfMemory" in result.logs[-1]
+
+
+def test_the_command_prints_the_error_and_exits_1_when_the_function_fails(
+    toy_build: Path, lambda_runtime_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amaas.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(lambda_runtime_cache.parent))
+    event = toy_build / "event.json"
+    event.write_text('{"x": "this"}')
+
+    code = main(["lambda", "invoke", "FailFunction", "--build-dir", str(toy_build), "-e", str(event)])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert json.loads(out)["errorType"] == "ValueError"
+    assert f"amaas lambda: {event}: ValueError: cannot handle this" in err.splitlines()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from amaas_cli.lambda_local import sandbox
+from amaas_cli.lambda_local.errors import LambdaSetupError
 from amaas_cli.lambda_local.memory import MemoryGuard
 from amaas_cli.lambda_local.runtime_api import RuntimeApi
 from amaas_cli.lambda_local.runtime_dir import Runtime
@@ -58,10 +59,15 @@ class LogPump:
         if self._echo:
             self._echo(line)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Waits for the streams to end; True once the pump has stopped and its descriptors are closed. A
+        grandchild that escaped the process group can keep a stream open: the pump is then left running."""
         self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            return False
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
+        return True
 
     def _run(self) -> None:
         while self._open:
@@ -125,18 +131,25 @@ class FunctionProcess:
         environment = sandbox.environment(spec, runtime, self.task, self.opt, self.api.address, env)
         drop_root = os.geteuid() == 0
         self.spawned = time.monotonic()
-        self.popen = subprocess.Popen(
-            # -P: the working directory (/var/task) is not put first a second time; PYTHONPATH has the order
-            [str(runtime.python), "-P", *python_options, "-m", "awslambdaric", spec.handler],
-            cwd=self.task,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            # preexec_fn with threads running is safe here: it only makes system calls, takes no lock, imports nothing
-            preexec_fn=sandbox.preexec(spec.memory_mb, drop_root=drop_root),
-            start_new_session=True,  # its own process group, so a timeout kills whatever it started too
-        )
+        try:
+            self.popen = subprocess.Popen(
+                # -P: the working directory (/var/task) is not put first a second time; PYTHONPATH has the order
+                [str(runtime.python), "-P", *python_options, "-m", "awslambdaric", spec.handler],
+                cwd=self.task,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                # preexec_fn is safe with threads running here: it makes system calls only, no locks, no imports
+                preexec_fn=sandbox.preexec(spec.memory_mb, drop_root=drop_root),
+                start_new_session=True,  # its own process group, so a timeout kills whatever it started too
+            )
+        except (OSError, subprocess.SubprocessError) as exc:  # preexec_fn failing surfaces as SubprocessError
+            self.api.close()
+            sandbox.make_writable(self.task)
+            sandbox.make_writable(self.opt)
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise LambdaSetupError(f"cannot start the runtime process for {spec.logical_id}: {exc}") from exc
         assert self.popen.stdout is not None and self.popen.stderr is not None
         self.logs = LogPump([self.popen.stdout.fileno(), self.popen.stderr.fileno()], echo)
         self.memory = MemoryGuard(self.popen.pid, spec.memory_mb)
@@ -159,10 +172,10 @@ class FunctionProcess:
         self.kill()
         self.memory.stop()
         self.api.close()
-        self.logs.close()
-        for stream in (self.popen.stdout, self.popen.stderr):
-            if stream:
-                stream.close()
+        if self.logs.close():
+            for stream in (self.popen.stdout, self.popen.stderr):
+                if stream:
+                    stream.close()
         for top in (self.task, self.opt):
             sandbox.make_writable(top)
         shutil.rmtree(self.root, ignore_errors=True)

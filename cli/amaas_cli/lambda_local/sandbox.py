@@ -110,8 +110,9 @@ def environment(
             _AWS_XRAY_DAEMON_ADDRESS="127.0.0.1",
             _AWS_XRAY_DAEMON_PORT="2000",
         )
-    if any(name.startswith(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")) for name in extra):
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    credentials = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    if set(credentials) & set(extra):  # the caller's credentials replace the fake ones, all of them
+        for name in credentials:
             env.pop(name)
     env.update(extra)
     return env
@@ -121,19 +122,23 @@ def preexec(memory_mb: int, *, drop_root: bool) -> Callable[[], None]:
     """What the forked child does before it executes the runtime: a data-size backstop (see ``MemoryGuard``)
     and, as root, the switch to an unprivileged user. Only async-signal-safe work: no imports, no locks."""
     libc = ctypes.CDLL(None, use_errno=True)
+    prctl, capset = libc.prctl, libc.capset  # looked up here: the dynamic loader's lock is not safe after fork
     header, data = _capabilities(_CAP_DAC_READ_SEARCH)
     limit = memory_mb * BACKSTOP_FACTOR << 20
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
 
     def run() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         if not drop_root:
             return
-        _check(libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0))
+        _check(prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0))
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)
         os.setresuid(NOBODY, NOBODY, NOBODY)
-        _check(libc.capset(ctypes.byref(header), ctypes.byref(data)))
-        _check(libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_DAC_READ_SEARCH, 0, 0))
+        _check(capset(ctypes.byref(header), ctypes.byref(data)))
+        _check(prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_DAC_READ_SEARCH, 0, 0))
 
     return run
 
