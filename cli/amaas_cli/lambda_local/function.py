@@ -219,7 +219,10 @@ class LocalLambda:
                 init_ms = None
             self._discard()
         duration_ms = duration * 1000
-        report = Report(invocation.request_id, duration_ms, math.ceil(duration_ms), self.spec.memory_mb, memory,
+        # Since August 2025 Lambda bills the init phase of on-demand ZIP functions too: a cold start's Billed
+        # Duration covers Init Duration + Duration, rounded up to the millisecond, as it long did for images.
+        billed_ms = math.ceil(duration_ms + (init_ms or 0.0))
+        report = Report(invocation.request_id, duration_ms, billed_ms, self.spec.memory_mb, memory,
                         init_ms, status, error_type)  # fmt: skip
         return report, raw, error
 
