@@ -120,7 +120,7 @@ def environment(
 
 def preexec(memory_mb: int, *, drop_root: bool) -> Callable[[], None]:
     """What the forked child does before it executes the runtime: a data-size backstop (see ``MemoryGuard``)
-    and, as root, the switch to an unprivileged user. Only async-signal-safe work: no imports, no locks."""
+    and, as root, the switch to an unprivileged user. It only makes system calls: no imports, no locks."""
     libc = ctypes.CDLL(None, use_errno=True)
     prctl, capset = libc.prctl, libc.capset  # looked up here: the dynamic loader's lock is not safe after fork
     header, data = _capabilities(_CAP_DAC_READ_SEARCH)
