@@ -11,7 +11,7 @@ MODEL_DIR ?= dist/model
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo export build test browser lint format bench bench-export fuzz deploy clean
+.PHONY: setup demo export build test browser lint format bench bench-export bench-lambda fuzz deploy clean
 
 setup: $(VENV)/.installed
 
@@ -66,11 +66,15 @@ bench-export: setup
 	$(BIN)/python tests/bench/bench_export.py
 
 ## fuzz: the hostile-image campaign against the decoder, with the goal figures as PASS/FAIL (not in `make test`:
-## it takes tens of minutes and fails until the decoder bounds its work)
+## 10,000 images take about 5 minutes on 2 cores)
 FUZZ_COUNT ?= 10000
 FUZZ_SEED ?= 0
 fuzz: setup
 	$(BIN)/python tests/fuzz/fuzz_images.py --count $(FUZZ_COUNT) --seed $(FUZZ_SEED) --jobs 2
+
+## bench-lambda: cold start, warm duration and slowest imports of the built ApiFunction (after `make build`)
+bench-lambda: setup
+	$(BIN)/python tests/bench/bench_lambda_runtime.py
 
 deploy: build
 	$(BIN)/sam deploy --guided

@@ -1,4 +1,5 @@
-"""The ``amaas`` command: ``export`` a model, ``serve`` it locally, run the ``demo``, or ``batch`` classify."""
+"""The ``amaas`` command: ``export`` a model, ``serve`` it locally, run the ``demo``, ``batch`` classify, or run a
+built function under a local ``lambda`` runtime."""
 
 from __future__ import annotations
 
@@ -39,7 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.add_argument("--prefix", required=True, help="the job name submit printed")
     results.add_argument("--out", type=Path, help="also write the results as JSON lines")
 
+    # Everything after `lambda` is parsed by amaas_cli, imported only when used (it is not in the Lambda bundle).
+    local_lambda = commands.add_parser(
+        "lambda", help="run a built function the way AWS Lambda does, without Docker", add_help=False, prefix_chars="\0"
+    )
+    local_lambda.add_argument("args", nargs=argparse.REMAINDER)
+
     args = parser.parse_args(argv)
+    if args.command == "lambda":
+        from amaas_cli.lambda_local.cli import main as lambda_main
+
+        return lambda_main(args.args)
     if args.command == "export":
         return export_cli.run(args)
     if args.command == "batch":

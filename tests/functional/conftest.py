@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import platform
 import signal
 import socket
 import subprocess
@@ -141,3 +142,19 @@ def base_url(request: pytest.FixtureRequest) -> str:
     fixture = "local_server" if request.param == "local" else "lambda_url"
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the local Lambda runtime (python3.13 venv + awslambdaric and boto3 from PyPI),
+    built once for the session as `amaas lambda` builds it on first use; skipped without python3.13."""
+    from amaas_cli.lambda_local import LambdaSetupError
+    from amaas_cli.lambda_local.runtime_dir import ensure_runtime, find_python
+
+    try:
+        python = find_python("3.13", "x86_64" if platform.machine() == "x86_64" else "arm64")
+    except LambdaSetupError as exc:
+        pytest.skip(str(exc))
+    cache = tmp_path_factory.mktemp("xdg-cache") / "amaas"  # where `amaas lambda` looks with XDG_CACHE_HOME set
+    ensure_runtime(python, cache=cache)
+    return cache
