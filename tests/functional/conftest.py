@@ -99,12 +99,15 @@ def amaas(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def local_server(artifact: Path) -> Iterator[str]:
-    """`amaas serve` on 127.0.0.1 with the fixture model; yields its URL."""
+def local_server(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`amaas serve` on 127.0.0.1 with the fixture model; yields its URL. Its log goes to a file: a pipe nobody
+    reads fills up (64 kB of JSON log lines) and then blocks the server mid-request."""
     port = free_port()
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         amaas("serve", "--model-dir", str(artifact), "--port", str(port)),
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -118,13 +121,13 @@ def local_server(artifact: Path) -> Iterator[str]:
             time.sleep(0.2)
     else:
         process.kill()
-        pytest.fail(f"amaas serve did not come up:\n{process.communicate()[0]}")
+        process.wait()
+        pytest.fail(f"amaas serve did not come up:\n{log_path.read_text()}")
     yield url
     process.send_signal(signal.SIGINT)
     # uvicorn shuts down gracefully, then re-raises the signal, as a Ctrl-C'd program should
     assert process.wait(timeout=20) in (0, -signal.SIGINT), "Ctrl-C stops the server"
-    assert process.stdout is not None
-    process.stdout.close()
+    log.close()
 
 
 @pytest.fixture(scope="session")

@@ -112,10 +112,13 @@ BEYOND_THE_SCHEMA_MESSAGES = re.compile(
     r"|unknown (input|output) "  # /v2: the served model's tensor names
     r"|input .* must (be|have) "  # /v2: the served model's datatype and shape
     r"|this model takes one input"
-    r"|input .*: (\d+ elements do not fill|.* data must be|.* values must lie|a value is too large"
+    r"|input .*: (\d+ elements do not fill|data are not|.* values must lie|a value is too large"
     r"|an element is not valid base64|BYTES elements in JSON must be strings)"
     r"|(image \d+: )?(not a decodable image|the request carried no image bytes|the \w+ image )"  # /v2 BYTES
-    r"|the batch is empty",
+    r"|the batch is empty"
+    # the binary extension's framing: a JSON header inside the bytes, its length in a header of its own
+    r"|the inference request header is not valid JSON|Inference-Header-Content-Length .* does not fit"
+    r"|an inference request is a JSON object|binary inputs declare",
     re.DOTALL,  # names come from the generator: they hold newlines too
 )
 

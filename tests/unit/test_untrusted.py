@@ -174,15 +174,29 @@ def test_s3_keys_over_1024_bytes_are_a_400() -> None:
         parse_s3_uri("s3://my-bucket/" + "é" * 513)
 
 
+def rest_event(**fields: Any) -> dict[str, Any]:
+    return {"httpMethod": "POST", "path": "/v1/classify", "requestContext": {"requestId": "r"}, **fields}
+
+
 @pytest.mark.parametrize(
     ("event", "problem"),
     [
-        ({"httpMethod": "POST", "path": "/v1/classify", "body": "!!!not base64", "isBase64Encoded": True}, "base64"),
-        ({"httpMethod": "POST", "path": "/v1/classify", "body": "abc", "isBase64Encoded": True}, "base64"),
-        ({"httpMethod": "GET", "path": "/", "headers": {"accept": 3}}, "headers"),
-        ({"httpMethod": "GET", "path": "/", "multiValueHeaders": {"accept": "text/html"}}, "multiValueHeaders"),
-        ({"httpMethod": "GET", "path": ["/"]}, "path"),
-        ({"httpMethod": "POST", "path": "/", "body": {"image": "x"}}, "body"),
+        (rest_event(body="!!!not base64", isBase64Encoded=True), "base64"),
+        (rest_event(body="abc", isBase64Encoded=True), "base64"),
+        (rest_event(headers={"accept": 3}), "headers"),
+        (rest_event(headers={"accept": None}), "headers"),
+        (rest_event(multiValueHeaders={"accept": "text/html"}), "multiValueHeaders"),
+        (rest_event(multiValueHeaders={"accept": [None]}), "multiValueHeaders"),
+        (rest_event(path=["/"]), "path"),
+        (rest_event(httpMethod=None), "httpMethod"),
+        (rest_event(body={"image": "x"}), "body"),
+        (rest_event(body="\ud800"), "Unicode"),
+        (rest_event(queryStringParameters={"q": "\udc00"}), "Unicode"),
+        (rest_event(headers={"Host": "h:abc"}), "host"),
+        (rest_event(headers={"X-Forwarded-Port": "abc"}), "x-forwarded-port"),
+        ({"httpMethod": "GET", "path": "/"}, "requestContext"),
+        ({"httpMethod": "GET", "path": "/", "requestContext": None}, "requestContext"),
+        ({"body": "user-bytes"}, "requestContext"),
         ([], "object"),
     ],
 )

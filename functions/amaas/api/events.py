@@ -19,6 +19,9 @@ from amaas.observability import logger
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Mangum splits Host into name and port and converts the port (and X-Forwarded-Port) with int()
+_HOST_PORT = {"host": re.compile(r"[^:\s]*(:[0-9]{1,5})?"), "x-forwarded-port": re.compile(r"[0-9]{1,5}")}
 
 
 def guarded(handler: Handler) -> Handler:
@@ -35,12 +38,16 @@ def guarded(handler: Handler) -> Handler:
 
 
 def event_problem(event: Any) -> str | None:
-    """Why Mangum could not read ``event`` as an HTTP request, or ``None`` if it can."""
+    """Why Mangum could not read ``event`` as an API Gateway REST (proxy) request, or ``None`` if it can."""
     if not isinstance(event, dict):
         return "the event is not a JSON object"
-    for key in ("httpMethod", "path", "body"):
-        if event.get(key) is not None and not isinstance(event[key], str):
-            return f"the event's {key} must be a string"
+    if not isinstance(event.get("requestContext"), dict):
+        return "the event is not an API Gateway request (no requestContext)"
+    for key in ("httpMethod", "path"):
+        if not isinstance(event.get(key), str) or not event[key]:
+            return f"the event's {key} must be a non-empty string"
+    if event.get("body") is not None and not isinstance(event["body"], str):
+        return "the event's body must be a string"
     for key in ("headers", "queryStringParameters"):
         if not _mapping_of(event.get(key), lambda v: isinstance(v, str)):
             return f"the event's {key} must map strings to strings"
@@ -50,6 +57,29 @@ def event_problem(event: Any) -> str | None:
     body = event.get("body")
     if event.get("isBase64Encoded") and body and (len(body) % 4 or not _BASE64.fullmatch(body)):
         return "the event says its body is base64-encoded, and it is not"
+    if any(_SURROGATE.search(text) for text in _strings(event)):
+        return "the event holds text that is not valid Unicode (a lone surrogate)"
+    for name in ("host", "x-forwarded-port"):
+        value = _header(event, name)
+        if value is not None and not _HOST_PORT[name].fullmatch(value):
+            return f"the event's {name} header is malformed"
+    return None
+
+
+def _strings(event: dict[str, Any]) -> list[str]:
+    """Every string Mangum encodes to UTF-8: method, path, body, header and query names and values."""
+    found = [event["httpMethod"], event["path"], event.get("body") or ""]
+    for key in ("headers", "queryStringParameters", "multiValueHeaders", "multiValueQueryStringParameters"):
+        for name, value in (event.get(key) or {}).items():
+            found.append(name)
+            found.extend(value if isinstance(value, list) else [value])
+    return found
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return str(value)
     return None
 
 

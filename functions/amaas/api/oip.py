@@ -173,14 +173,14 @@ def _typed(name: str, datatype: str, flat: list[Any]) -> np.ndarray:
     dtype = np.dtype(_dtype(name, datatype))
     if dtype.kind == "b":
         if not all(isinstance(v, bool) for v in flat):
-            raise InvalidRequestError(f"input {name}: BOOL data must be true or false")
+            raise InvalidRequestError(f"input {name}: data are not BOOL values (true or false)")
         return np.asarray(flat, dtype=dtype)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
-        raise InvalidRequestError(f"input {name}: {datatype} data must be numbers")
+        raise InvalidRequestError(f"input {name}: data are not {datatype} values (numbers)")
     if dtype.kind in "iu":
         integers = [i for i in map(json_integer, flat) if i is not None]
         if len(integers) != len(flat):
-            raise InvalidRequestError(f"input {name}: {datatype} data must be integers")
+            raise InvalidRequestError(f"input {name}: data are not {datatype} values (integers)")
         limits = np.iinfo(dtype)
         if integers and (min(integers) < limits.min or max(integers) > limits.max):
             raise InvalidRequestError(f"input {name}: {datatype} values must lie in {limits.min}..{limits.max}")

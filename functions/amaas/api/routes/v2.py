@@ -69,8 +69,9 @@ _TENSOR = {
 }
 INFER_REQUEST_BODY = {
     "required": True,
-    "description": "JSON, or the binary tensor data extension: Content-Type application/octet-stream, a JSON "
-    "header of Inference-Header-Content-Length bytes (in this schema), then each binary input's bytes in order",
+    "description": "JSON, or the binary tensor data extension: a JSON header of Inference-Header-Content-Length "
+    "bytes (the JSON schema below, where an input may give parameters.binary_data_size instead of data), then "
+    "each binary input's bytes in order",
     "content": {
         "application/json": {
             "schema": {
@@ -106,6 +107,7 @@ INFER_REQUEST_BODY = {
                 },
             }
         },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
 }
 INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
