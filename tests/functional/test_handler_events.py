@@ -198,7 +198,12 @@ def test_traces_never_carry_response_bodies(handler_module: Any, monkeypatch: py
     xray = RecordingXRay()
     monkeypatch.setattr(handler_module.tracer, "provider", xray)
     event = load_event("classify_png")
-    event.update(path="/v1/explain", pathParameters={"proxy": "v1/explain"})
+    event.update(
+        path="/v1/explain",
+        pathParameters={"proxy": "v1/explain"},
+        queryStringParameters=None,
+        multiValueQueryStringParameters=None,
+    )
 
     # WHEN an explanation answers with a heatmap of the user's image, and an event Mangum could not read arrives
     response = handler_module.handler(event, LambdaContext())

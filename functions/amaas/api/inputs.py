@@ -41,16 +41,16 @@ _IMAGE_JSON: dict[str, Any] = {
         {"type": "object", "required": ["s3"], "properties": {"s3": _S3_URI}},
     ]
 }
-# Exactly one of the three forms per body: a body naming two is refused, not half read.
-_ONE_IMAGE = [
-    {"type": "object", "required": ["image"], "properties": {"image": _IMAGE_JSON}},
-    {"type": "object", "required": ["s3"], "properties": {"s3": _S3_URI}},
-]
-_MANY_IMAGES = {
-    "type": "object",
-    "required": ["images"],
-    "properties": {"images": {"type": "array", "items": _IMAGE_JSON, "minItems": 1}},
-}
+
+
+def _only(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON body holding ``key`` and neither of the other two forms: a body naming two is refused, not half read."""
+    others = [{"required": [other]} for other in ("image", "images", "s3") if other != key]
+    return {"type": "object", "required": [key], "properties": {key: schema}, "not": {"anyOf": others}}
+
+
+_ONE_IMAGE = [_only("image", _IMAGE_JSON), _only("s3", _S3_URI)]
+_MANY_IMAGES = _only("images", {"type": "array", "items": _IMAGE_JSON, "minItems": 1})
 _FILE = {"type": "string", "format": "binary"}
 
 
