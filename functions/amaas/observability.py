@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -51,6 +52,17 @@ tracer = Tracer(service=SERVICE)
 _served: dict[str, str] = {}
 _muted = threading.Event()
 UPSTREAM_STATUS = UpstreamError.status  # S3 failing is not the new version's fault
+
+
+def new_sandbox_id() -> str:
+    """A fresh id for this sandbox (process), on every log line from now on: one per cold start, and a new one
+    after each SnapStart restore (``amaas.snapstart``), since restored sandboxes share everything init made."""
+    sandbox = uuid.uuid4().hex[:12]
+    logger.append_keys(sandbox=sandbox)
+    return sandbox
+
+
+new_sandbox_id()
 
 
 def bind_model(manifest: Manifest) -> None:

@@ -4,6 +4,8 @@ What goes, and why it is safe:
   - test suites, caches, type stubs, C headers and static libraries: never imported at run time;
   - onnxruntime's Python tooling (quantization, transformers, tools, backend, datasets): model-building
     tools that need packages the layer does not ship;
+  - Powertools' event handler and utilities other than those its logger, metrics and tracer import (half
+    its size, and the bytecode doubles whatever is left);
   - Pillow extensions for fonts, AVIF, colour management and Tk, and the bundled libraries only they use:
     serving decodes JPEG/PNG/WebP/GIF/BMP, all of which live in ``_imaging`` and ``_webp``;
   - symbols in the packages' own shared objects (``strip --strip-unneeded``) where the local strip
@@ -35,7 +37,12 @@ DIRECTORIES = [
     "onnxruntime/quantization",
     "onnxruntime/backend",
     "onnxruntime/datasets",
+    "aws_lambda_powertools/event_handler",
 ]
+# Folders of which only these entries stay
+KEEP_ONLY = {
+    "aws_lambda_powertools/utilities": {"__init__.py", "jmespath_utils", "typing", "serialization.py"},
+}
 FILES = [
     "**/*.pyc",
     "**/*.pyi",
@@ -54,6 +61,10 @@ def trim(root: Path, machine: str) -> None:
         for path in sorted(root.glob(pattern), reverse=True):
             if path.is_dir():
                 shutil.rmtree(path)
+    for folder, kept in KEEP_ONLY.items():
+        for path in (root / folder).iterdir() if (root / folder).is_dir() else ():
+            if path.name not in kept:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
     for pattern in FILES:
         for path in root.glob(pattern):
             path.unlink()

@@ -88,9 +88,30 @@ def test_one_cold_start_then_warm_invocations_with_lambdas_report(sam_build: Pat
         lines = results[1].logs
         assert lines[0].startswith("START RequestId: ") and lines[-2].startswith("END RequestId: ")
         assert any('"message":"request"' in line for line in lines[1:-2])
-        # AND nothing was compiled into the read-only /var/task and /opt copies, as on Lambda
-        assert not list(task.rglob("__pycache__")) and not list(opt.rglob("__pycache__"))
+        # AND nothing was compiled into the read-only /var/task and /opt copies at run time, as on Lambda: the
+        # only bytecode there is what the build shipped
+        shipped = {p.relative_to(sam_build / "ApiFunction") for p in (sam_build / "ApiFunction").rglob("*.pyc")}
+        assert {p.relative_to(task) for p in task.rglob("*.pyc")} == shipped
+        layers = {p.relative_to(sam_build / "RuntimeLayer") for p in (sam_build / "RuntimeLayer").rglob("*.pyc")}
+        assert {p.relative_to(opt) for p in opt.rglob("*.pyc")} == layers
         assert list(opt.glob("python/numpy/*.py")), "the layers were really there"
+
+
+def test_snapstart_restores_renew_what_sandboxes_must_not_share(sam_build: Path, lambda_runtime_cache: Path) -> None:
+    # GIVEN the function run as SnapStart runs published versions: init, snapshot, restore, then events
+    with LocalLambda(sam_build, "ApiFunction", runtime_cache=lambda_runtime_cache, snapstart=True) as function:
+        result = function.invoke(load_event("health"))
+
+    # THEN the restore ran the after-restore hooks, timed as Restore Duration instead of Init Duration
+    assert result.check()["statusCode"] == 200
+    assert result.report.restore_ms is not None and "Restore Duration" in result.logs[-1]
+    assert "Init Duration" not in result.logs[-1]
+    # AND they renewed the sandbox's identity: the id logged at init is not the one after the restore
+    logged = [json.loads(line) for line in result.logs if line.startswith("{")]
+    loaded = next(line for line in logged if line.get("message") == "model loaded")
+    restored = next(line for line in logged if line.get("message") == "restored from snapshot")
+    served = next(line for line in logged if line.get("message") == "request")
+    assert restored["sandbox"] == served["sandbox"] != loaded["sandbox"]
 
 
 def test_the_command_prints_responses_on_stdout_and_reports_on_stderr(

@@ -13,12 +13,27 @@ from layers import sizes
 from tests.helpers import REPO
 
 
+def shipped_bytecode(root: Path) -> tuple[list[Path], list[Path]]:
+    """The sources under ``root`` without python3.13 bytecode beside them, and the bytecode that is not
+    unchecked-hash (PEP 552 flags 0b01: valid whatever timestamps the zip gives the sources)."""
+    missing, checked = [], []
+    for source in root.rglob("*.py"):
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        if not pyc.is_file():
+            missing.append(source)
+        elif int.from_bytes(pyc.read_bytes()[4:8], "little") != 0b01:
+            checked.append(pyc)
+    return missing, checked
+
+
 def test_function_bundle_is_the_serving_package_only(sam_build: Path) -> None:
     bundle = sam_build / "ApiFunction"
 
     assert (bundle / "amaas" / "handlers" / "api.py").is_file()
     assert not (bundle / "amaas" / "cli.py").exists() and not (bundle / "amaas" / "local.py").exists()
-    assert not list(bundle.rglob("__pycache__"))
+    # AND it ships the runtime's own bytecode, nothing from the Python that ran the build
+    assert shipped_bytecode(bundle) == ([], [])
+    assert {p.name.split(".")[1] for p in bundle.rglob("*.pyc")} == {"cpython-313"}
 
 
 def test_model_layer_holds_the_verified_artifact_at_model(sam_build: Path, artifact: Path) -> None:
@@ -34,8 +49,12 @@ def test_runtime_layer_is_trimmed_and_cross_built_for_lambda(sam_build: Path) ->
 
     extension = next(site.glob("onnxruntime/capi/onnxruntime_pybind11_state.cpython-313-*.so"))
     assert "x86_64-linux-gnu" in extension.name
-    assert not list(site.rglob("tests")) and not list(site.rglob("__pycache__"))
+    assert not list(site.rglob("tests"))
     assert not (site / "onnxruntime" / "quantization").exists()
+    # AND every module is compiled by python3.13 (vendored files that do not compile stay source-only)
+    missing, checked = shipped_bytecode(site)
+    assert checked == [] and len(missing) <= 5, missing
+    assert {p.name.split(".")[1] for p in site.rglob("*.pyc")} == {"cpython-313"}
     assert not (site / "torch").exists()
 
 

@@ -40,6 +40,7 @@ class Report:
     init_ms: float | None = None
     status: str | None = None  # "timeout" or "error" when the runtime did not answer
     error_type: str | None = None
+    restore_ms: float | None = None  # SnapStart: the after-restore hooks, reported instead of Init Duration
 
     def line(self) -> str:
         fields = [
@@ -49,7 +50,9 @@ class Report:
             f"Memory Size: {self.memory_size_mb} MB",
             f"Max Memory Used: {self.max_memory_mb} MB",
         ]
-        if self.init_ms is not None:
+        if self.restore_ms is not None:
+            fields.append(f"Restore Duration: {self.restore_ms:.2f} ms")
+        elif self.init_ms is not None:
             fields.append(f"Init Duration: {self.init_ms:.2f} ms")
         if self.status:
             fields.append(f"Status: {self.status}")
@@ -112,6 +115,9 @@ class LocalLambda:
         python: The interpreter, instead of searching for the runtime's ``python3.x``.
         python_options: Interpreter options for the runtime process, such as ``("-X", "importtime")``.
         runtime_cache: Where the runtime folder is cached.
+        snapstart: Run the init phase as SnapStart does (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``): the
+            runtime runs its before-snapshot hooks, is "restored" in place (no snapshot is taken) and runs its
+            after-restore hooks, which the first REPORT times as Restore Duration.
     """
 
     def __init__(
@@ -125,11 +131,14 @@ class LocalLambda:
         python: Path | None = None,
         python_options: Sequence[str] = (),
         runtime_cache: Path | None = None,
+        snapstart: bool = False,
     ) -> None:
         self.spec: FunctionSpec = load_function(Path(build_dir), function, parameter_overrides)
         interpreter = python or find_python(self.spec.python_version, self.spec.architecture)
         self.runtime: Runtime = ensure_runtime(interpreter, cache=runtime_cache)
         self._env = dict(env or {})
+        if snapstart:
+            self._env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
         self._echo = echo
         self._options = tuple(python_options)
         self._process: FunctionProcess | None = None
@@ -222,8 +231,9 @@ class LocalLambda:
         # Since August 2025 Lambda bills the init phase of on-demand ZIP functions too: a cold start's Billed
         # Duration covers Init Duration + Duration, rounded up to the millisecond, as it long did for images.
         billed_ms = math.ceil(duration_ms + (init_ms or 0.0))
+        restore_ms = process.restore_ms if cold and init_ms is not None else None
         report = Report(invocation.request_id, duration_ms, billed_ms, self.spec.memory_mb, memory,
-                        init_ms, status, error_type)  # fmt: skip
+                        init_ms, status, error_type, restore_ms)  # fmt: skip
         return report, raw, error
 
     def _wait(self, process: FunctionProcess, invocation: Invocation | None, limit: float | None) -> str:

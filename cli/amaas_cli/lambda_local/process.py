@@ -157,8 +157,16 @@ class FunctionProcess:
 
     @property
     def init_ms(self) -> float | None:
-        """Spawn to the runtime's first ``next`` call, once it has happened."""
-        return None if self.api.ready_at is None else (self.api.ready_at - self.spawned) * 1000
+        """Spawn to the end of init: the runtime's first ``next`` call, or with SnapStart its ``restore/next``."""
+        end = self.api.restore_at or self.api.ready_at
+        return None if end is None else (end - self.spawned) * 1000
+
+    @property
+    def restore_ms(self) -> float | None:
+        """With SnapStart, the after-restore hooks: ``restore/next`` to the first ``next``."""
+        if self.api.restore_at is None or self.api.ready_at is None:
+            return None
+        return (self.api.ready_at - self.api.restore_at) * 1000
 
     def exited(self) -> int | None:
         return self.popen.poll()

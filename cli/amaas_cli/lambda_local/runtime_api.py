@@ -1,10 +1,12 @@
 """Lambda's Runtime API on 127.0.0.1, for one function process: what the runtime interface client talks to.
 
-The runtime asks ``GET /2018-06-01/runtime/invocation/next`` for work, which blocks until an event is
-submitted, and answers with ``POST .../invocation/{id}/response`` or ``.../error``; a runtime that cannot start
-its handler posts ``/2018-06-01/runtime/init/error``. Each request is timestamped, since Lambda's REPORT
-figures are measured here: init ends at the first ``next``, an invocation's duration runs from the event
-handed out to its answer posted.
+With SnapStart (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``) the runtime first asks ``GET
+/2018-06-01/runtime/restore/next`` when its init is done, and reports a failing after-restore hook to
+``/restore/error``. The runtime asks ``GET /2018-06-01/runtime/invocation/next`` for work, which blocks until an
+event is submitted, and answers with ``POST .../invocation/{id}/response`` or ``.../error``; a runtime that cannot
+start its handler posts ``/2018-06-01/runtime/init/error``. Each request is timestamped, since Lambda's REPORT
+figures are measured here: init ends at the first ``next``, an invocation's duration runs from the event handed out
+to its answer posted.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class RuntimeApi:
     def __init__(self) -> None:
         self.ready = threading.Event()  # set at the runtime's first ``next``: init is over
         self.ready_at: float | None = None
+        # SnapStart: the runtime asks ``restore/next`` once its init is done (Lambda snapshots it then); the
+        # answer means "restored", and it runs its after-restore hooks before asking for the first event
+        self.restore_at: float | None = None
         self.init_error: InitError | None = None
         self.changed = threading.Condition()  # notified on every state change, for waiters
         self._pending: queue.Queue[Invocation | None] = queue.Queue()
@@ -109,6 +114,10 @@ class RuntimeApi:
         self._notify()
         return status
 
+    def restore(self) -> None:
+        self.restore_at = time.monotonic()
+        self._notify()
+
     def fail_init(self, error_type: str, body: bytes) -> None:
         self.init_error = InitError(error_type, body, time.monotonic())
         self._notify()
@@ -122,6 +131,10 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
+            if self.path == f"{BASE}/restore/next":
+                api.restore()  # no snapshot is taken: the same process goes on as the restored sandbox
+                self._reply(HTTPStatus.OK, {})
+                return
             if self.path != f"{BASE}/invocation/next":
                 self._reply(HTTPStatus.NOT_FOUND, {"errorType": "InvalidPath", "errorMessage": self.path})
                 return
@@ -143,8 +156,9 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self._body()
             parts = self.path.removeprefix(BASE).strip("/").split("/")
-            if parts == ["init", "error"]:
-                api.fail_init(self.headers.get(_ERROR_TYPE) or "Runtime.Unknown", body)
+            if parts in (["init", "error"], ["restore", "error"]):
+                default = "Runtime.Unknown" if parts[0] == "init" else "Runtime.RestoreError"
+                api.fail_init(self.headers.get(_ERROR_TYPE) or default, body)
                 self._reply(HTTPStatus.ACCEPTED, {"status": "OK"})
             elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
                 error_type = (self.headers.get(_ERROR_TYPE) or "Unhandled") if parts[2] == "error" else None

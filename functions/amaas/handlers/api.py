@@ -10,7 +10,7 @@ import logging
 
 from mangum import Mangum
 
-from amaas import memory
+from amaas import memory, snapstart, storage
 from amaas.api.app import create_app
 from amaas.api.events import guarded
 from amaas.errors import ModelUnavailableError
@@ -25,6 +25,7 @@ try:
     app.state.classifier.load()
 except ModelUnavailableError as exc:
     logger.error("model not loaded at init", extra={"reason": exc.message})
+snapstart.register(storage._client)  # published versions are restored from a snapshot of this init
 
 # Responses stay out of X-Ray: they carry predictions and heatmaps drawn from users' images. Errors are kept;
 # the app turns its own into responses, and events Mangum could not read are answered with a 400 before it.

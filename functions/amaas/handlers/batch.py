@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amaas import memory
+from amaas import memory, snapstart, storage
 from amaas.batch.sqs import process_sqs
 from amaas.errors import ModelUnavailableError
 from amaas.model import ImageClassifier
@@ -23,6 +23,7 @@ try:
 except ModelUnavailableError as exc:
     # every message will fail and be retried, then reach the DLQ: loud, and nothing is lost
     logger.error("model not loaded at init", extra={"reason": exc.message})
+snapstart.register(storage._client)
 
 
 @tracer.capture_lambda_handler
