@@ -17,6 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+# sam runs this with whatever python3 is first on PATH: the repository's own local tools are found from here
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+
 from amaas_cli.lambda_local.errors import LambdaSetupError
 from amaas_cli.lambda_local.runtime_dir import find_python
 

@@ -58,6 +58,9 @@ def parse_s3_uri(uri: str) -> S3Object:
 def _client() -> Any:
     import boto3
 
+    from amaas.observability import trace_aws_calls
+
+    trace_aws_calls()
     return boto3.client("s3")
 
 

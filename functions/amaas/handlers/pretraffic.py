@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from amaas.manifest import read_manifest
-from amaas.observability import logger, tracer
+from amaas.observability import logger, trace_aws_calls, tracer
 from amaas.rollout import check_version
 
 ENV_TARGET = "AMAAS_TARGET_VERSION"  # the new version's ARN, set by template.yaml
@@ -26,6 +26,7 @@ ENV_MAX_LATENCY = "AMAAS_HOOK_MAX_LATENCY_MS"
 def _clients() -> tuple[Any, Any]:
     import boto3
 
+    trace_aws_calls()
     return boto3.client("lambda"), boto3.client("codedeploy")
 
 
