@@ -52,7 +52,7 @@ def changed_by_training(model: Any) -> set[str]:
     entries that changed: what tests of a frozen backbone look at."""
     import torch
 
-    from amaas.manifest import Preprocessing
+    from amaas.artifact.manifest import Preprocessing
     from amaas_export import data
     from amaas_export.train import train
 

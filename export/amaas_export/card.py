@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from amaas.manifest import PROVENANCE, Manifest
+from amaas.artifact.manifest import PROVENANCE, Manifest
 
 
 def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from amaas.manifest import INTERPOLATIONS
+from amaas.artifact.manifest import INTERPOLATIONS
 from amaas_export.config import (
     CALIBRATION_METHODS,
     FOLD_MODES,

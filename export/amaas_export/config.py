@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from amaas.manifest import INTERPOLATIONS
+from amaas.artifact.manifest import INTERPOLATIONS
 from amaas_export.errors import ConfigError
 
 DEFAULT_EPOCHS = 20

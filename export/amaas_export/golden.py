@@ -1,6 +1,6 @@
 """Writes the golden samples into an artifact: per class, the first held-out image the served model gets
-right, with the top-1 label and score the served model gives it through the serving code path (PNG decode,
-preprocessing, ONNX Runtime, softmax)."""
+right, with the top-1 label and score the served model gives it through the serving code path: the same
+``Model`` the server runs (PNG decode, the task's geometry, preprocessing, ONNX Runtime, its answers)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from amaas.imaging import Limits, decode_pixels
-from amaas.manifest import Preprocessing, TensorSpec
-from amaas.model import create_session
-from amaas.postprocessing import top_k
-from amaas.preprocessing import model_input
-from amaas.rollout import GOLDEN_DIR, GoldenSample, write_golden
+from amaas.artifact.golden import GOLDEN_DIR, GoldenSample, write_golden
+from amaas.artifact.manifest import Manifest
+from amaas.artifact.model import Model
 from amaas_export.data import ImageSet
 
 MAX_SAMPLES = 8
@@ -24,16 +21,12 @@ MAX_SAMPLES = 8
 CONFIDENT = 0.6
 
 
-def golden_samples(
-    out_dir: Path, model_path: Path, spec: TensorSpec, prep: Preprocessing, labels: tuple[str, ...], held_out: ImageSet
-) -> list[GoldenSample]:
-    session = create_session(model_path, threads=1)
+def golden_samples(out_dir: Path, model_path: Path, manifest: Manifest, held_out: ImageSet) -> list[GoldenSample]:
+    model = Model.for_file(model_path, manifest)
 
     def answer(png: bytes) -> tuple[int, float]:
-        pixels = decode_pixels(png, prep, Limits())
-        logits = session.run(None, {spec.name: model_input(pixels[None], prep, spec)})[0]
-        best = top_k(logits, labels, 1)[0][0]
-        return best.index, best.score
+        (ranked,) = model.infer([png], k=1).results
+        return ranked[0].index, ranked[0].score
 
     chosen: dict[int, tuple[bytes, int, float]] = {}
     for threshold in (CONFIDENT, 0.0):  # confident ones first; any correct one for classes without
@@ -47,6 +40,7 @@ def golden_samples(
                 chosen[int(label)] = (buffer.getvalue(), index, score)
     samples = []
     (out_dir / GOLDEN_DIR).mkdir(exist_ok=True)
+    labels = manifest.labels
     for i, (png, index, score) in enumerate(chosen.values()):
         name = f"{GOLDEN_DIR}/{i}-{labels[index]}.png".replace(" ", "_")
         (out_dir / name).write_bytes(png)

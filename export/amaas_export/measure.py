@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from amaas.model import create_session
+from amaas.artifact.session import create_session
 
 # Inputs of these ops that hold bookkeeping, not learned weights: Q/DQ scales and zero points, and
 # BatchNormalization's running statistics.

@@ -14,7 +14,7 @@ import onnx
 import torch
 from torch import nn
 
-from amaas.model import create_session
+from amaas.artifact.session import create_session
 from amaas_export.errors import ConfigError, GateError, first_line
 
 INPUT_NAME = "input"

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from amaas.manifest import Preprocessing, TensorSpec
+from amaas.artifact.manifest import Preprocessing, TensorSpec
 
 FOLDED_INPUT_SUFFIX = "_normalized"
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from amaas.manifest import Preprocessing
-from amaas.preprocessing import normalize
+from amaas.artifact.manifest import Preprocessing
+from amaas.artifact.preprocessing import normalize
 from amaas_export.config import QuantizationConfig
 from amaas_export.data import ImageSet
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from amaas.manifest import TensorSpec
+from amaas.artifact.manifest import TensorSpec
 from amaas_export.config import CIFAR_CNN, ExportConfig
 from amaas_export.errors import ConfigError, first_line
 
@@ -185,7 +185,7 @@ def _check_batches(path: Path, spec: TensorSpec, classes: int) -> None:
     """The model must take a batch of 2 and answer each image as it does alone."""
     import onnxruntime as ort
 
-    from amaas.model import create_session
+    from amaas.artifact.session import create_session
 
     quiet = ort.RunOptions()
     quiet.log_severity_level = 4  # a failure is reported below, in words; ORT's own log line is noise

@@ -1,6 +1,6 @@
 """Training and torch-side evaluation on in-memory ``ImageSet``s.
 
-Batches are normalised by ``amaas.preprocessing.normalize``, the function serving uses, so the network never
+Batches are normalised by ``amaas.artifact.preprocessing.normalize``, the function serving uses, so the network never
 sees a tensor serving could not produce. Augmentation (horizontal flip, small translation) is training-only
 and happens after normalisation.
 """
@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amaas.manifest import Preprocessing
-from amaas.preprocessing import normalize
+from amaas.artifact.manifest import Preprocessing
+from amaas.artifact.preprocessing import normalize
+from amaas.artifact.tasks.classification import top1
 from amaas_export.data import ImageSet
-from amaas_export.evaluate import top1
 
 EVAL_BATCH = 256
 # channels_last makes CPU convolutions ~1.5x faster at ImageNet sizes (resnet18 at 224: 14.6 → 22.7 img/s);

@@ -1,5 +1,6 @@
-"""Every error a client can see. Each class carries its HTTP status and a stable code; the API maps them in
-one place (``amaas.api.app``). Messages must be safe to show: no paths, class names or stack traces.
+"""Every error a client can see. Each class carries its HTTP status and a stable code; the API maps them to
+responses, and documents them in its OpenAPI schema, in one place (``amaas.api.errors``). Messages must be safe
+to show: no paths, class names or stack traces.
 """
 
 from __future__ import annotations
@@ -111,3 +112,8 @@ class ModelUnavailableError(AmaasError):
 
 class ManifestError(ModelUnavailableError):
     """The artifact's manifest is missing, unreadable, of an unknown schema, or disagrees with its files."""
+
+
+class PoisonMessageError(Exception):
+    """A batch queue message that is not an S3 event notification: retrying cannot help, the DLQ will hold it.
+    Not a client error: no HTTP client ever sees it."""

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from amaas.artifact.model import Model
+from amaas.artifact.tasks.classification import softmax
 from amaas.errors import InvalidParameterError
-from amaas.model import ImageClassifier
-from amaas.postprocessing import softmax
 
 BATCH = 32
 DISPLAY_SIDE = 224
@@ -43,15 +43,15 @@ class Explanation:
     explain_ms: float
 
 
-def occlusion(classifier: ImageClassifier, image: bytes, *, grid: int, target: int | None = None) -> Explanation:
+def occlusion(model: Model, image: bytes, *, grid: int, target: int | None = None) -> Explanation:
     """Explains the top class (or ``target``) of one encoded image.
 
     Raises:
         InvalidParameterError: ``grid`` is larger than the model's input side, so some cells would be empty.
     """
     started = time.perf_counter()
-    manifest = classifier.manifest
-    pixels = classifier.pixels(image)
+    manifest = model.manifest
+    pixels = model.pixels(image)
     height, width = pixels.shape[:2]
     if not 1 <= grid <= min(height, width):
         raise InvalidParameterError(
@@ -65,7 +65,7 @@ def occlusion(classifier: ImageClassifier, image: bytes, *, grid: int, target: i
         row, col = divmod(k, grid)
         batch[k + 1, rows[row] : rows[row + 1], cols[col] : cols[col + 1]] = fill
     probabilities = np.concatenate(
-        [softmax(classifier.predict_pixels(batch[i : i + BATCH])) for i in range(0, len(batch), BATCH)]
+        [softmax(model.predict_pixels(batch[i : i + BATCH])[0]) for i in range(0, len(batch), BATCH)]
     )
     index = int(np.argmax(probabilities[0])) if target is None else target
     base = float(probabilities[0, index])

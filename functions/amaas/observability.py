@@ -24,9 +24,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
+from amaas.artifact.manifest import Manifest
+from amaas.artifact.tasks.classification import Prediction
 from amaas.errors import UpstreamError
-from amaas.manifest import Manifest
-from amaas.postprocessing import Prediction
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "amaas")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AMaaS")

@@ -1,6 +1,5 @@
-"""Golden samples: a few images the export ships inside the artifact with the INT8 model's own answers, so
-a new deployment can be checked against its model before any user traffic reaches it (the pre-traffic
-hook in ``amaas.handlers.pretraffic``)."""
+"""The pre-traffic check: a new function version must answer the artifact's golden samples (``amaas.artifact
+.golden``) as the export recorded, before any user traffic reaches it (``amaas.handlers.pretraffic``)."""
 
 from __future__ import annotations
 
@@ -13,28 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-GOLDEN_DIR = "golden"
-GOLDEN_FILE = f"{GOLDEN_DIR}/golden.json"
-SCORE_TOLERANCE = 0.02
-
-
-@dataclass(frozen=True)
-class GoldenSample:
-    file: str
-    label: str
-    index: int
-    score: float
-
-
-def read_golden(model_dir: Path) -> list[GoldenSample]:
-    document = json.loads((model_dir / GOLDEN_FILE).read_text())
-    return [GoldenSample(s["file"], s["label"], int(s["index"]), float(s["score"])) for s in document["samples"]]
-
-
-def write_golden(model_dir: Path, samples: list[GoldenSample]) -> None:
-    (model_dir / GOLDEN_DIR).mkdir(exist_ok=True)
-    document = {"score_tolerance": SCORE_TOLERANCE, "samples": [s.__dict__ for s in samples]}
-    (model_dir / GOLDEN_FILE).write_text(json.dumps(document, indent=2) + "\n")
+from amaas.artifact.golden import SCORE_TOLERANCE, read_golden
 
 
 @dataclass(frozen=True)

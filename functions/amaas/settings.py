@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from amaas.imaging import Limits
+from amaas.artifact.imaging import Limits
 
 ENV_MODEL_DIR = "AMAAS_MODEL_DIR"
 ENV_ORT_THREADS = "AMAAS_ORT_THREADS"
@@ -68,7 +68,7 @@ class Settings:
         payload once API Gateway base64-encodes it.
     max_image_bytes: Largest single encoded image within a request.
     max_image_pixels: Largest width x height decoded; checked from the header, before decompression.
-    decode_memory_mb: Largest estimated memory to decode one image (``amaas.imaging``); by default derived
+    decode_memory_mb: Largest estimated memory to decode one image (``amaas.artifact.imaging``); by default derived
         from the Lambda function's memory (``decode_memory_for``), 224 MB elsewhere.
     max_images: Most images one request may carry (they run as one batch).
     default_top_k: Predictions returned when the request does not say.

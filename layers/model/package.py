@@ -11,8 +11,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from amaas.artifact.manifest import MANIFEST_FILE, read_manifest, verify_files
 from amaas.errors import ManifestError
-from amaas.manifest import MANIFEST_FILE, read_manifest, verify_files
 
 
 def package(artifact: Path, target: Path) -> None:

@@ -61,7 +61,7 @@ def train_weights(plan: Plan, folder: Path, log: Any) -> Path:
     """Trains with the export's own data and training code; returns the saved state dict."""
     import torch
 
-    from amaas.manifest import Preprocessing
+    from amaas.artifact.manifest import Preprocessing
     from amaas_export import data
     from amaas_export.models import build_model
     from amaas_export.train import train

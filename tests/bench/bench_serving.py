@@ -6,7 +6,7 @@ Prints:
   - cold start: a fresh Python importing the Lambda handler module (which loads and warms the model),
     against a fresh Python importing onnxruntime alone; and that process's peak RSS;
   - warm latency per request (batch 1, 1 ORT thread): raw ``session.run`` on a ready tensor (the floor),
-    ``ImageClassifier.classify`` (decode + preprocess + run + top-k), and the whole Lambda handler
+    ``Model.infer`` (decode + preprocess + run + top-k), and the whole Lambda handler
     (API Gateway event → Mangum → FastAPI → JSON), with the ratio of each to the floor;
   - batching: one request of 8 images against 8 requests of one (per image);
   - explanations: occlusion at grid 8 and 16 (65 and 257 model runs) through ``amaas.explain``;
@@ -37,7 +37,7 @@ COLD_HANDLER = """
 import resource, time
 t = time.perf_counter()
 import amaas.handlers.api as api
-assert api.app.state.classifier.ready
+assert api.app.state.model.ready
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 COLD_BASELINE = """
@@ -106,9 +106,9 @@ def main() -> None:
         sys.exit(f"no artifact at {args.model_dir}; run `make export` (or pass --model-dir)")
 
     from amaas import explain
-    from amaas.imaging import Limits, decode
-    from amaas.model import ImageClassifier
-    from amaas.preprocessing import prepare
+    from amaas.artifact.imaging import Limits, decode
+    from amaas.artifact.model import Model
+    from amaas.artifact.preprocessing import prepare
     from tests.helpers import LambdaContext, event_image, load_event
 
     handler_ms, handler_rss = cold(COLD_HANDLER, args.model_dir, args.cold_runs)
@@ -118,7 +118,7 @@ def main() -> None:
     os.environ["AMAAS_ORT_THREADS"] = "1"
     import amaas.handlers.api as api
 
-    classifier = ImageClassifier(args.model_dir, threads=1)
+    classifier = Model(args.model_dir, threads=1)
     classifier.load()
     event = load_event("classify_png")
     image = event_image(event)
@@ -127,7 +127,7 @@ def main() -> None:
     n = args.requests
 
     floor = timed(lambda: classifier.predict(tensor), n)
-    wrapper = timed(lambda: classifier.classify([image], 5), n)
+    wrapper = timed(lambda: classifier.infer([image], k=5), n)
     handler = timed(lambda: api.handler(event, context), n)
     assert json.loads(api.handler(event, context)["body"])["predictions"]
     batch_event = {
@@ -154,7 +154,7 @@ def main() -> None:
     base = statistics.median(floor)
     for name, samples in [
         ("ORT session.run (floor)", floor),
-        ("classify(): decode+prep+run", wrapper),
+        ("Model.infer(): decode+prep+run", wrapper),
         ("Lambda handler, full path", handler),
     ]:
         p50 = statistics.median(samples)

@@ -85,13 +85,13 @@ def encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
 
 def clear_sample(label: str, model_dirs: list[Path]) -> Image.Image:
     """The first sample of ``label`` every model gets right with score >= 0.8 (the first, if no models)."""
-    from amaas.model import ImageClassifier
+    from amaas.artifact.model import Model
     from amaas_export.data import synthetic
 
-    classifiers = [ImageClassifier(model_dir) for model_dir in model_dirs]
+    classifiers = [Model(model_dir) for model_dir in model_dirs]
     for variant in range(200):
         image = synthetic.sample(label, variant=variant)
-        best = [c.classify([encode(image, "PNG")], 1).predictions[0][0] for c in classifiers]
+        best = [c.infer([encode(image, "PNG")], k=1).results[0][0] for c in classifiers]
         if all(b.label == label and b.score >= 0.8 for b in best):
             return image
     sys.exit(f"no clear sample of {label} for these models")

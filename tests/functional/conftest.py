@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from amaas.cli import main
-from amaas.manifest import Manifest, read_manifest
+from amaas.artifact.manifest import Manifest, read_manifest
+from amaas_cli.main import main
 from tests.helpers import LambdaContext
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -95,7 +95,7 @@ def free_port() -> int:
 
 def amaas(*args: str) -> list[str]:
     """The `amaas` command, run by this interpreter."""
-    return [sys.executable, "-c", "import sys; from amaas.cli import main; sys.exit(main())", *args]
+    return [sys.executable, "-c", "import sys; from amaas_cli.main import main; sys.exit(main())", *args]
 
 
 @pytest.fixture(scope="session")

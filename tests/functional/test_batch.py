@@ -22,9 +22,9 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from amaas import storage
+from amaas.artifact.model import Model
 from amaas.batch import result_key
-from amaas.cli import main
-from amaas.model import ImageClassifier
+from amaas_cli.main import main
 from amaas_export.data import synthetic
 from tests.helpers import LambdaContext, encode_image
 
@@ -173,10 +173,10 @@ def test_nothing_lost_nothing_doubled(
         k.removeprefix("results/job1/"): json.loads(aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read())
         for k in keys
     }
-    classifier = ImageClassifier(artifact)
+    classifier = Model(artifact)
     for name, result in results.items():
         if Path(name).stem.split(".")[0] in GOOD:  # the same answer the API gives for the same file
-            (expected,) = classifier.classify([(folder / name.removesuffix(".json")).read_bytes()], 1).predictions
+            (expected,) = classifier.infer([(folder / name.removesuffix(".json")).read_bytes()], k=1).results
             assert result["status"] == "ok" and result["predictions"][0]["label"] == expected[0].label, name
         elif name == "gone.png.json":
             assert result["status"] == "error" and result["error"] == "image_not_found", result
@@ -243,7 +243,7 @@ def test_local_run_needs_no_aws(artifact: Path, tmp_path: Path, capsys: pytest.C
     assert "8 images: 6 classified, 2 errors" in capsys.readouterr().out
     summary = [json.loads(line) for line in (tmp_path / "out" / "summary.jsonl").read_text().splitlines()]
     assert len(summary) == 8
-    (expected,) = ImageClassifier(artifact).classify([(folder / "nested" / "star.png").read_bytes()], 1).predictions
+    (expected,) = Model(artifact).infer([(folder / "nested" / "star.png").read_bytes()], k=1).results
     assert (
         json.loads((tmp_path / "out" / "nested" / "star.png.json").read_text())["predictions"][0]["label"]
         == expected[0].label

@@ -18,9 +18,9 @@ import pytest
 from moto import mock_aws
 
 from amaas import storage
+from amaas.artifact.model import Model
 from amaas.batch import result_key
-from amaas.cli import main
-from amaas.model import ImageClassifier
+from amaas_cli.main import main
 from amaas_export.data import synthetic
 from tests.helpers import LambdaContext, encode_image
 
@@ -47,7 +47,7 @@ KEYS = [
 class Batch:
     s3: Any
     handler: Any
-    classifier: ImageClassifier
+    classifier: Model
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def stored_result(batch: Batch, key: str) -> dict[str, Any]:
 
 
 def top1(batch: Batch, data: bytes) -> str:
-    (ranked,) = batch.classifier.classify([data], 1).predictions
+    (ranked,) = batch.classifier.infer([data], k=1).results
     return ranked[0].label
 
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from amaas import explain
+from amaas.artifact.model import Model
 from amaas.errors import InvalidParameterError
-from amaas.model import ImageClassifier
 from amaas_export.data import synthetic
 from tests.helpers import encode_image
 
@@ -46,7 +46,7 @@ def test_png_when_the_client_asks_for_it(base_url: str) -> None:
 
 
 def test_a_requested_class_by_label_or_index(base_url: str, artifact: Path) -> None:
-    labels = ImageClassifier(artifact).manifest.labels
+    labels = Model(artifact).manifest.labels
 
     by_label = httpx.post(
         f"{base_url}/v1/explain?target=ring&grid=2", content=star(), headers={"content-type": "image/png"}
@@ -88,7 +88,7 @@ def test_the_shape_matters_more_than_the_background(artifact: Path) -> None:
     on_shape = np.abs(pixels - background).sum(axis=-1) > 60
 
     # WHEN the top class is explained on a 4x4 grid
-    result = explain.occlusion(ImageClassifier(artifact), encode_image(image), grid=4)
+    result = explain.occlusion(Model(artifact), encode_image(image), grid=4)
 
     # THEN hiding cells of the shape costs more than hiding cells of background
     grid = np.array(result.grid)
@@ -119,9 +119,9 @@ def test_accept_is_negotiated_with_q_values(base_url: str, accept: str, png: boo
 
 
 class Recording:
-    """An ImageClassifier whose model runs are recorded, to see exactly which pixels each run had hidden."""
+    """An Model whose model runs are recorded, to see exactly which pixels each run had hidden."""
 
-    def __init__(self, classifier: ImageClassifier) -> None:
+    def __init__(self, classifier: Model) -> None:
         self.classifier = classifier
         self.batches: list[np.ndarray] = []
 
@@ -136,7 +136,7 @@ class Recording:
 @pytest.mark.parametrize("grid", range(9, 17))
 def test_every_cell_hides_pixels_and_the_cells_tile_the_image(artifact: Path, grid: int) -> None:
     # GIVEN a 32 px model, where 9..15 cells of ceil(32 / grid) px used to run off the image and leave cells empty
-    recording = Recording(ImageClassifier(artifact))
+    recording = Recording(Model(artifact))
 
     result = explain.occlusion(recording, star(), grid=grid)  # type: ignore[arg-type]
 
@@ -173,4 +173,4 @@ def test_heatmap_cells_line_up_with_the_occluded_cells() -> None:
 
 def test_a_grid_finer_than_the_input_is_refused(artifact: Path) -> None:
     with pytest.raises(InvalidParameterError, match="largest grid is 32"):
-        explain.occlusion(ImageClassifier(artifact), star(), grid=33)
+        explain.occlusion(Model(artifact), star(), grid=33)

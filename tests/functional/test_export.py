@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from amaas.manifest import CARD_FILE, MANIFEST_FILE, MODEL_FILE, read_manifest, sha256_file, verify_files
-from amaas.model import ImageClassifier
+from amaas.artifact.manifest import CARD_FILE, MANIFEST_FILE, MODEL_FILE, read_manifest, sha256_file, verify_files
+from amaas.artifact.model import Model
 from amaas_export import pipeline
 from amaas_export.data import ImageSet
 from amaas_export.data import synthetic as synthetic_data
@@ -87,10 +87,10 @@ def test_model_card_shows_the_stage_table_and_chart(artifact: Path) -> None:
 
 
 def test_exported_model_has_a_dynamic_batch_axis(artifact: Path) -> None:
-    classifier = ImageClassifier(artifact)
+    classifier = Model(artifact)
     images = [encode_image(synthetic_data.sample(label)) for label in synthetic_data.LABELS[:7]]
 
-    assert len(classifier.classify(images, 1).predictions) == 7
+    assert len(classifier.infer(images, k=1).results) == 7
 
 
 def test_model_file_carries_no_local_paths(artifact: Path) -> None:
@@ -169,9 +169,9 @@ def test_size_gate_both_ways(export: Export) -> None:
 
 def test_export_from_user_weights_without_training(export: Export, tmp_path: Path) -> None:
     # GIVEN weights a user trained elsewhere, saved as a state dict
-    from amaas.manifest import Preprocessing
+    from amaas.artifact.manifest import Preprocessing
+    from amaas.artifact.tasks.classification import top1
     from amaas_export import data
-    from amaas_export.evaluate import top1
     from amaas_export.train import predict, train
 
     torch.manual_seed(1)
@@ -239,7 +239,7 @@ def run_export(config):
     raise KeyError("stage")
 
 amaas_export.pipeline.run_export = run_export
-from amaas.cli import main
+from amaas_cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -14,8 +14,8 @@ from mangum import Mangum
 from onnx import numpy_helper
 
 from amaas.api.app import create_app
-from amaas.manifest import CARD_FILE, MODEL_FILE
-from amaas.model import ImageClassifier
+from amaas.artifact.manifest import CARD_FILE, MODEL_FILE
+from amaas.artifact.model import Model
 from amaas.settings import Settings
 from amaas_export import pipeline
 from amaas_export.data import ImageSet, synthetic
@@ -106,7 +106,7 @@ def trained_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """cifar-cnn weights trained once, so several exports quantize the very same float model."""
     import torch
 
-    from amaas.manifest import Preprocessing
+    from amaas.artifact.manifest import Preprocessing
     from amaas_export import data
     from amaas_export.models import build_model
     from amaas_export.train import train
@@ -205,8 +205,8 @@ def test_folded_normalization_serves_the_same_predictions(export: Export) -> Non
     assert folded.manifest.details["optimization"]["fold_normalization"]["applied"] is True
     # AND answers like the plain one
     images = [encode_image(synthetic.sample(label)) for label in synthetic.LABELS]
-    expected = ImageClassifier(plain.out).classify(images, 1).predictions
-    got = ImageClassifier(folded.out).classify(images, 1).predictions
+    expected = Model(plain.out).infer(images, k=1).results
+    got = Model(folded.out).infer(images, k=1).results
     assert [p[0].label for p in got] == [p[0].label for p in expected]
     np.testing.assert_allclose([p[0].score for p in got], [p[0].score for p in expected], atol=0.02)
     # AND works through the Lambda handler

@@ -15,11 +15,11 @@ import pytest
 import torch
 import torchvision
 
-from amaas.manifest import Preprocessing, read_manifest
-from amaas.model import ImageClassifier
+from amaas.artifact.manifest import Preprocessing, read_manifest
+from amaas.artifact.model import Model
+from amaas.artifact.tasks.classification import top1
 from amaas_export import data
 from amaas_export.data import synthetic
-from amaas_export.evaluate import top1
 from amaas_export.models import build_model, freeze_backbone
 from amaas_export.train import predict, train
 from tests.functional.conftest import Export
@@ -279,7 +279,7 @@ def test_from_onnx_skips_torch_and_goes_straight_to_int8(
     # torch and torchvision made unimportable, as on a machine that never installed them
     script = (
         "import sys; sys.modules['torch'] = sys.modules['torchvision'] = None; "
-        "from amaas.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from amaas_cli.main import main; sys.exit(main(sys.argv[1:]))"
     )
     args = [
         "export", "--from-onnx", str(path), "--labels", str(labels), "--data", "synthetic:1000", "--out", str(out),
@@ -299,7 +299,7 @@ def test_from_onnx_skips_torch_and_goes_straight_to_int8(
     assert [s["name"] for s in manifest.details["stages"]] == ["fp32", "int8"]
     # the fixed batch of 1 was made dynamic: three images go through as one batch
     images = [encode_image(synthetic.sample(label)) for label in ("star", "ring", "heart")]
-    assert len(ImageClassifier(out).classify(images, 1).predictions) == 3
+    assert len(Model(out).infer(images, k=1).results) == 3
 
 
 def test_from_onnx_labels_must_match_the_outputs(

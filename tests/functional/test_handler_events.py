@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from amaas.api.oip import NUMPY_DATATYPES
-from amaas.manifest import read_manifest
-from amaas.model import ImageClassifier
+from amaas.artifact.manifest import read_manifest
+from amaas.artifact.model import Model
 from tests.events.generate import REQUEST_ID
 from tests.functional.conftest import Invoke
 from tests.helpers import LambdaContext, encode_image, event_image, load_event
@@ -56,7 +56,7 @@ def test_classify_events_return_the_right_label(
 def test_handler_scores_equal_a_direct_onnx_runtime_run(invoke: Invoke, artifact: Path) -> None:
     # GIVEN the image inside the PNG event, classified straight through the runtime's model wrapper
     event = load_event("classify_png")
-    direct = ImageClassifier(artifact).classify([event_image(event)], 3).predictions[0]
+    direct = Model(artifact).infer([event_image(event)], k=3).results[0]
 
     # WHEN the same bytes go through API Gateway encoding, Mangum and FastAPI
     served = body(invoke(event))["predictions"]
@@ -251,7 +251,7 @@ def test_an_unexpected_failure_is_a_generic_500_with_the_request_id(
     def explode(batch: np.ndarray) -> np.ndarray:
         raise RuntimeError("onnxruntime exploded in /opt/model/model.onnx")
 
-    monkeypatch.setattr(handler_module.app.state.classifier, "predict", explode)
+    monkeypatch.setattr(handler_module.app.state.model, "predict", explode)
     manifest = read_manifest(artifact)
     infer = load_event("classify_json")
     infer.update(

@@ -19,7 +19,7 @@ from moto import mock_aws
 from PIL import Image
 
 from amaas.api.app import create_app
-from amaas.model import ImageClassifier
+from amaas.artifact.model import Model
 from amaas.settings import Settings
 from amaas_export.data import synthetic
 from tests.gateway import api_gateway
@@ -63,7 +63,7 @@ def test_json_list_of_images_runs_as_one_batch(base_url: str, artifact: Path) ->
     assert response.status_code == 200, response.text
     result = response.json()
     assert top_labels(result) == list(ORDER)
-    direct = ImageClassifier(artifact).classify([sample(label) for label in ORDER], 5).predictions
+    direct = Model(artifact).infer([sample(label) for label in ORDER], k=5).results
     np.testing.assert_allclose(
         [r["predictions"][0]["score"] for r in result["results"]], [p[0].score for p in direct], rtol=1e-5
     )
@@ -214,13 +214,13 @@ def test_first_frame_of_an_animation_is_used(artifact: Path) -> None:
     buffer = io.BytesIO()
     star.save(buffer, "GIF", save_all=True, append_images=[bar], duration=100, loop=0)
 
-    (ranked,) = ImageClassifier(artifact).classify([buffer.getvalue()], 1).predictions
+    (ranked,) = Model(artifact).infer([buffer.getvalue()], k=1).results
 
     assert ranked[0].label == "star"
 
 
 def test_large_jpeg_is_decoded_in_draft_mode_close_to_a_full_decode(artifact: Path) -> None:
-    from amaas import imaging
+    from amaas.artifact import imaging
 
     # GIVEN a 12-megapixel photo-like JPEG (smooth gradients and a shape, plus sensor noise)
     rng = np.random.default_rng(0)
@@ -228,7 +228,7 @@ def test_large_jpeg_is_decoded_in_draft_mode_close_to_a_full_decode(artifact: Pa
     pixels = np.stack([xs / 16 % 256, ys / 12 % 256, (xs + ys) / 28 % 256], axis=-1)
     pixels = np.clip(pixels + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8)
     data = encode_image(Image.fromarray(pixels), "JPEG", quality=90)
-    prep = ImageClassifier(artifact).manifest.preprocessing
+    prep = Model(artifact).manifest.preprocessing
 
     # WHEN it is decoded for the model (draft mode) and in full
     fast = imaging.decode_pixels(data, prep, imaging.Limits())

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from amaas.cli import main
 from amaas_cli.lambda_local import LocalLambda
+from amaas_cli.main import main
 from tests.functional.conftest import Invoke
 from tests.functional.test_handler_events import (  # noqa: F401 - collected again here, with `invoke` below
     test_bad_requests_get_a_json_error_with_a_stable_code,

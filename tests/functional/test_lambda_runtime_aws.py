@@ -15,8 +15,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from amaas.artifact.model import Model
 from amaas.batch import result_key
-from amaas.model import ImageClassifier
 from amaas_cli.lambda_local import InvokeApi, LocalLambda
 from amaas_export.data import synthetic
 from tests.helpers import encode_image
@@ -73,10 +73,10 @@ def test_batch_function_classifies_s3_uploads_announced_through_sqs(
     # THEN no message is sent back, and each image has its result, with the label the API gives it
     assert result.check() == {"batchItemFailures": []}, result.logs
     assert len(messages) == len(IMAGES) and result.report.memory_size_mb == 1769
-    classifier = ImageClassifier(artifact)
+    classifier = Model(artifact)
     for key in IMAGES:
         stored = json.loads(s3.get_object(Bucket=BUCKET, Key=result_key(key))["Body"].read())
-        (expected,) = classifier.classify([s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()], 1).predictions
+        (expected,) = classifier.infer([s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()], k=1).results
         assert stored["status"] == "ok" and stored["predictions"][0]["label"] == expected[0].label, key
 
 

@@ -183,7 +183,7 @@ def test_memory_past_memory_size_is_an_out_of_memory_kill(toy: Any) -> None:
 def test_the_command_prints_the_error_and_exits_1_when_the_function_fails(
     toy_build: Path, lambda_runtime_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from amaas.cli import main
+    from amaas_cli.main import main
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(lambda_runtime_cache.parent))
     event = toy_build / "event.json"

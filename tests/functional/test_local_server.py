@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from amaas.manifest import read_manifest
-from amaas.model import ImageClassifier
+from amaas.artifact.manifest import read_manifest
+from amaas.artifact.model import Model
 from tests.functional.conftest import amaas, free_port
 from tests.helpers import event_image, load_event
 
@@ -76,11 +76,11 @@ def test_demo_prints_a_clean_table_then_keeps_serving_with_logs(artifact: Path, 
     assert len(rows) == 10, "one row per sample image, and nothing else: no JSON log or metric lines in between"
     assert all(row.startswith(str(tmp_path / "samples")) for row in rows)
     # AND each row shows the server's own answer for that sample file, counted right in the summary line
-    classifier = ImageClassifier(artifact)
+    classifier = Model(artifact)
     answers = {}
     for row in rows:
         path = Path(row.split()[0])
-        (ranked,) = classifier.classify([path.read_bytes()], 1).predictions
+        (ranked,) = classifier.infer([path.read_bytes()], k=1).results
         answers[path] = (row.split()[2], ranked[0].label, row.split()[1])
     assert all(shown == direct for shown, direct, _ in answers.values()), answers
     correct = int(next(line for line in lines if "top-1 correct" in line).split("/")[0])

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from mangum import Mangum
 
-from amaas import model as model_module
 from amaas.api.app import create_app
+from amaas.artifact import model as model_module
 from amaas.settings import Settings
 from tests.helpers import LambdaContext, load_event
 

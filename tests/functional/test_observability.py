@@ -16,7 +16,7 @@ import pytest
 from mangum import Mangum
 
 from amaas.api.app import create_app
-from amaas.manifest import read_manifest
+from amaas.artifact.manifest import read_manifest
 from amaas.settings import Settings
 from tests.events.generate import REQUEST_ID
 from tests.functional.conftest import Invoke, amaas, free_port

@@ -20,8 +20,16 @@ from tritonclient.utils import InferenceServerException
 
 from amaas.api.app import create_app
 from amaas.api.oip import NUMPY_DATATYPES
-from amaas.manifest import MODEL_FILE, Manifest, Preprocessing, TensorSpec, file_entry, read_manifest, write_manifest
-from amaas.model import ImageClassifier
+from amaas.artifact.manifest import (
+    MODEL_FILE,
+    Manifest,
+    Preprocessing,
+    TensorSpec,
+    file_entry,
+    read_manifest,
+    write_manifest,
+)
+from amaas.artifact.model import Model
 from amaas.settings import Settings
 from amaas_export.data import synthetic
 from tests.gateway import api_gateway
@@ -78,7 +86,7 @@ def test_encoded_images_as_bytes(base_url: str, artifact: Path, binary: bool) ->
     )
 
     logits = result.as_numpy("logits")
-    expected = ImageClassifier(artifact).predict(ImageClassifier(artifact).preprocess(data))
+    (expected,) = Model(artifact).predict(Model(artifact).preprocess(data))
     assert logits.shape == (3, 10)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     assert [manifest.labels[i] for i in logits.argmax(axis=1)] == list(LABELS)
@@ -87,7 +95,7 @@ def test_encoded_images_as_bytes(base_url: str, artifact: Path, binary: bool) ->
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_preprocessed_tensors(base_url: str, artifact: Path, binary: bool) -> None:
-    classifier = ImageClassifier(artifact)
+    classifier = Model(artifact)
     tensor = classifier.preprocess(images())
     model_input = triton.InferInput("input", list(tensor.shape), NUMPY_DATATYPES[classifier.manifest.input.dtype])
     model_input.set_data_from_numpy(tensor, binary_data=binary)

@@ -22,7 +22,7 @@ from mangum import Mangum
 from amaas.api import routes
 from amaas.api.app import create_app
 from amaas.api.oip import NUMPY_DATATYPES
-from amaas.manifest import read_manifest
+from amaas.artifact.manifest import read_manifest
 from amaas.settings import Settings
 from tests.gateway import api_gateway
 
@@ -193,9 +193,9 @@ def test_documented_errors_are_what_the_server_sends(
         def explode(batch: np.ndarray) -> np.ndarray:
             raise RuntimeError("unexpected")
 
-        monkeypatch.setattr(app.state.classifier, "predict", explode)
-        app.state.classifier.load()
-        monkeypatch.setattr(app.state.classifier, "preprocess", lambda images: np.zeros((1, 3, 32, 32), np.float32))
+        monkeypatch.setattr(app.state.model, "predict", explode)
+        app.state.model.load()
+        monkeypatch.setattr(app.state.model, "preprocess", lambda images: np.zeros((1, 3, 32, 32), np.float32))
 
     manifest = read_manifest(artifact)
     if options is INFER:

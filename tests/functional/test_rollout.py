@@ -15,9 +15,10 @@ from botocore.stub import Stubber
 from mangum import Mangum
 
 from amaas.api.app import create_app
+from amaas.artifact.golden import GOLDEN_FILE, read_golden
+from amaas.artifact.manifest import read_manifest, verify_files
 from amaas.handlers import pretraffic
-from amaas.manifest import read_manifest, verify_files
-from amaas.rollout import GOLDEN_FILE, check_version, read_golden
+from amaas.rollout import check_version
 from amaas.settings import Settings
 from tests.functional.conftest import Export
 from tests.helpers import LambdaContext

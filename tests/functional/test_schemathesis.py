@@ -38,7 +38,7 @@ from schemathesis.checks import CHECKS, CheckFunction, load_all_checks
 from schemathesis.openapi.checks import RejectedPositiveData
 
 from amaas.api.app import create_app
-from amaas.manifest import Manifest, read_manifest
+from amaas.artifact.manifest import Manifest, read_manifest
 from amaas.settings import Settings
 from tests.helpers import encode_image
 
@@ -160,7 +160,7 @@ gateway = schemathesis.openapi.from_dict(
 def app(artifact: Path) -> FastAPI:
     """The ASGI app with the session's model, loaded."""
     served = create_app(Settings(model_dir=artifact))
-    served.state.classifier.load()
+    served.state.model.load()
     return served
 
 

@@ -54,13 +54,13 @@ RECYCLE_GROWTH_MB = 200
 
 
 def target(data: bytes) -> None:
-    """What the server does to one image today (``ImageClassifier.pixels`` with the default manifest geometry).
+    """What the server does to one image today (``Model.pixels`` with the default manifest geometry).
 
     The one place to change when the decoder's API changes; ``--target module:function`` swaps it without
     editing this file.
     """
-    from amaas.imaging import decode_pixels
-    from amaas.manifest import Preprocessing
+    from amaas.artifact.imaging import decode_pixels
+    from amaas.artifact.manifest import Preprocessing
     from amaas.settings import Settings
 
     prep = Preprocessing(resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amaas.manifest import read_manifest, verify_files
+from amaas.artifact.manifest import read_manifest, verify_files
 from layers import sizes
 from tests.helpers import REPO
 

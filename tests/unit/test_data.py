@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from amaas.manifest import Preprocessing
+from amaas.artifact.manifest import Preprocessing
 from amaas_export import data
 from amaas_export.errors import DataError
 

@@ -1,4 +1,4 @@
-"""Bounded decoding (amaas.imaging): every format's structure is checked before decoding, the memory a decode
+"""Bounded decoding (amaas.artifact.imaging): every format's structure is checked before decoding, the memory a decode
 takes is estimated from the header and capped, and the model's crop is cut from the image without ever
 resizing or converting the image whole."""
 
@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from amaas.artifact.imaging import Limits, decode_pixels, to_model
+from amaas.artifact.imaging.containers import MAX_JPEG_SCANS, inspect
+from amaas.artifact.imaging.resample import TRANSPOSES
+from amaas.artifact.manifest import Preprocessing
 from amaas.errors import AmaasError, InvalidImageError, PayloadTooLargeError
-from amaas.imaging import Limits, decode_pixels, to_model
-from amaas.imaging.containers import MAX_JPEG_SCANS, inspect
-from amaas.imaging.resample import TRANSPOSES
-from amaas.manifest import Preprocessing
 from amaas.settings import Settings, decode_memory_for
 
 PREP = Preprocessing(resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from amaas.errors import ManifestError
-from amaas.manifest import (
+from amaas.artifact.manifest import (
     MODEL_FILE,
     Manifest,
     Preprocessing,
@@ -17,6 +16,7 @@ from amaas.manifest import (
     verify_files,
     write_manifest,
 )
+from amaas.errors import ManifestError
 
 
 def make_manifest(model_dir: Path) -> Manifest:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from amaas.manifest import Preprocessing
+from amaas.artifact.manifest import Preprocessing
 from amaas_export import data
 from amaas_export.errors import ConfigError
 from amaas_export.models import CifarCNN, build_model, freeze_backbone, load_weights

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from amaas.postprocessing import softmax, top_k
+from amaas.artifact.tasks.classification import softmax, top_k
 
 LABELS = ["cat", "dog", "bird", "fish"]
 

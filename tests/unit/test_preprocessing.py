@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from amaas.artifact.imaging import Limits, to_model, upright_rgb
+from amaas.artifact.imaging import decode as decode_image
+from amaas.artifact.manifest import Preprocessing, TensorSpec
+from amaas.artifact.preprocessing import model_input, normalize, prepare
 from amaas.errors import InvalidImageError, PayloadTooLargeError
-from amaas.imaging import Limits, to_model, upright_rgb
-from amaas.imaging import decode as decode_image
-from amaas.manifest import Preprocessing, TensorSpec
-from amaas.preprocessing import model_input, normalize, prepare
 
 PREP = Preprocessing(resize=32, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 

@@ -7,7 +7,7 @@ Sources, named by ``--data``:
                                        otherwise a stratified, seeded hold-out of every class
     ``cifar10:PATH``                   torchvision ``CIFAR10`` reading PATH/cifar-10-batches-py, never downloading
 
-Images go through ``amaas.imaging`` (the same code serving runs), so training, calibration, evaluation
+Images go through ``amaas.artifact.imaging`` (the same code serving runs), so training, calibration, evaluation
 and serving all see identical pixels.
 """
 
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from amaas.imaging import orientation, to_model
-from amaas.manifest import Preprocessing
+from amaas.artifact.imaging import orientation, to_model
+from amaas.artifact.manifest import Preprocessing
 from amaas_export.data import synthetic
 from amaas_export.errors import DataError
 

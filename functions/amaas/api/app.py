@@ -13,11 +13,12 @@ from starlette.responses import Response
 from amaas import __version__
 from amaas.api.context import REQUEST_ID, RequestContextMiddleware
 from amaas.api.deps import refuse_unknown_query
-from amaas.api.errors import add_exception_handlers
+from amaas.api.errors import add_exception_handlers, include
 from amaas.api.oip import HEADER_LENGTH
-from amaas.api.routes import classify, explain, health, playground, v2
+from amaas.api.routes import explain, health, playground, v2
+from amaas.api.tasks import ROUTERS
 from amaas.errors import InvalidRequestError
-from amaas.model import ImageClassifier
+from amaas.serving import serving_model
 from amaas.settings import Settings
 
 DESCRIPTION = """Image classification with an INT8 ONNX model.
@@ -34,8 +35,8 @@ Every response carries `x-request-id`.
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Builds the app and its (not yet loaded) classifier; call ``app.state.classifier.load()`` to load it
-    eagerly, otherwise the first request does."""
+    """Builds the app and its (not yet loaded) model; call ``app.state.model.load()`` to load it eagerly,
+    otherwise the first request does."""
     settings = settings or Settings.from_env()
     app = FastAPI(
         title="AMaaS inference API",
@@ -48,11 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.settings = settings
-    app.state.classifier = ImageClassifier(
-        settings.model_dir, threads=settings.ort_threads, limits=settings.decode_limits
-    )
-    for module in (classify, explain, health, v2, playground):
-        app.include_router(module.router)
+    app.state.model = serving_model(settings)
+    for router in (*ROUTERS, explain.router, health.router, v2.router, playground.router):
+        include(app, router)
     add_exception_handlers(app)
     _document_errors_as_served(app)
     if settings.cors_origins:

@@ -68,7 +68,7 @@ class RequestContextMiddleware:
                 raise
             error = to_amaas_error(exc)
             state["error_code"] = error.code
-            await error_response(error, rid, scope["path"])(scope, receive, send_with_id)
+            await error_response(error, rid, scope)(scope, receive, send_with_id)
         finally:
             latency = (time.perf_counter() - started) * 1000
             route = _route(scope)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the app's one classifier and settings, from ``app.state``, and the check that refuses
+"""FastAPI dependencies: the app's one model and its settings, from ``app.state``, and the check that refuses
 query parameters a route does not take.
 
 They are ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a worker thread, a hop that cost
@@ -8,26 +8,41 @@ more than the whole cifar-cnn inference (tests/bench/bench_serving.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from amaas.artifact.manifest import Manifest
+from amaas.artifact.model import Model
 from amaas.errors import InvalidParameterError
-from amaas.model import ImageClassifier
 from amaas.settings import Settings
 
 T = TypeVar("T")
 
 
-async def get_classifier(request: Request) -> ImageClassifier:
-    classifier: ImageClassifier = request.app.state.classifier
-    return classifier
+async def get_model(request: Request) -> Model:
+    model: Model = request.app.state.model
+    return model
 
 
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+ServedModel = Annotated[Model, Depends(get_model)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+async def loaded(request: Request, model: Model) -> Manifest:
+    """The model's manifest once it is loaded (off the event loop: loading reads and hashes the artifact).
+
+    Raises:
+        ModelUnavailableError: It cannot be loaded (503).
+    """
+    await run_blocking(request, model.load)
+    return model.manifest
 
 
 async def run_blocking(request: Request, fn: Callable[..., T], *args: object) -> T:

@@ -16,12 +16,19 @@ from typing import Any
 from fastapi import Request
 
 from amaas import storage
+from amaas.api.errors import documented
 from amaas.api.untrusted import byte_count, parse_json
 from amaas.errors import (
+    ForbiddenError,
+    ImageNotFoundError,
+    InvalidImageError,
+    InvalidParameterError,
     InvalidRequestError,
+    ModelUnavailableError,
     PayloadTooLargeError,
     TooManyImagesError,
     UnsupportedMediaTypeError,
+    UpstreamError,
 )
 from amaas.settings import Settings
 
@@ -74,6 +81,21 @@ def image_request_body(*, several: bool) -> dict[str, Any]:
             MULTIPART_MEDIA_TYPE: {"schema": {"oneOf": multipart_forms}},
         },
     }
+
+
+# What a route taking images can answer with, for its OpenAPI schema
+IMAGE_ROUTE_ERRORS = documented(
+    InvalidImageError,
+    InvalidRequestError,
+    ForbiddenError,
+    ImageNotFoundError,
+    PayloadTooLargeError,
+    TooManyImagesError,
+    UnsupportedMediaTypeError,
+    InvalidParameterError,
+    UpstreamError,
+    ModelUnavailableError,
+)
 
 
 @dataclass(frozen=True)

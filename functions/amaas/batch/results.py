@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from amaas.artifact.model import Model
 from amaas.errors import AmaasError, PayloadTooLargeError
-from amaas.model import ImageClassifier
 from amaas.observability import logger
 
 INPUT_PREFIX = "incoming/"
@@ -49,25 +49,25 @@ class Item:
     error: AmaasError | None = None
 
 
-def classify(classifier: ImageClassifier, items: Sequence[Item], top_k: int) -> list[dict[str, Any]]:
+def classify(model: Model, items: Sequence[Item], top_k: int) -> list[dict[str, Any]]:
     """A result per item, in order: predictions, or the error that made the image unclassifiable.
 
     Each image is decoded on its own and any failure, MemoryError included, costs only its own result;
     decodable images run through the model in batches, and a batch that fails is retried image by image.
     """
-    manifest = classifier.manifest
+    manifest = model.manifest
     results: list[dict[str, Any] | None] = [None] * len(items)
     pending: list[tuple[int, np.ndarray]] = []
     for i, item in enumerate(items):
         try:
             if item.error is not None:
                 raise item.error
-            pending.append((i, classifier.pixels(item.data or b"")))
+            pending.append((i, model.pixels(item.data or b"")))
         except Exception as exc:  # noqa: BLE001 - one image's failure must not take its neighbours' results
             results[i] = _result(item, manifest.name, manifest.version, error=_as_error(exc, item))
     for start in range(0, len(pending), BATCH):
         chunk = pending[start : start + BATCH]
-        for (i, _), outcome in zip(chunk, _predict(classifier, [p for _, p in chunk], top_k), strict=True):
+        for (i, _), outcome in zip(chunk, _predict(model, [p for _, p in chunk], top_k), strict=True):
             if isinstance(outcome, AmaasError):
                 results[i] = _result(items[i], manifest.name, manifest.version, error=outcome)
             else:
@@ -76,19 +76,14 @@ def classify(classifier: ImageClassifier, items: Sequence[Item], top_k: int) -> 
     return [r for r in results if r is not None]
 
 
-def _predict(
-    classifier: ImageClassifier, pixels: list[np.ndarray], top_k: int
-) -> list[list[dict[str, Any]] | AmaasError]:
+def _predict(model: Model, pixels: list[np.ndarray], top_k: int) -> list[list[dict[str, Any]] | AmaasError]:
     try:
-        logits = classifier.predict_pixels(np.stack(pixels))
+        outputs = model.predict_pixels(np.stack(pixels))
     except Exception:  # noqa: BLE001 - find the one image to blame rather than fail them all
         if len(pixels) == 1:
             return [AmaasError("the model failed on this image")]
-        return [outcome for one in pixels for outcome in _predict(classifier, [one], top_k)]
-    return [
-        [{"label": p.label, "index": p.index, "score": round(p.score, 6)} for p in ranked]
-        for ranked in classifier.postprocess(logits, top_k)
-    ]
+        return [outcome for one in pixels for outcome in _predict(model, [one], top_k)]
+    return [[p.to_json() for p in ranked] for ranked in model.postprocess(outputs, k=top_k)]
 
 
 def _as_error(exc: Exception, item: Item) -> AmaasError:

@@ -23,19 +23,15 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from amaas import storage
+from amaas.artifact.model import Model
 from amaas.batch.results import Item, classify, job_of, json_lines, result_key, summary_key
-from amaas.errors import ForbiddenError, ImageNotFoundError, PayloadTooLargeError, UpstreamError
-from amaas.model import ImageClassifier
+from amaas.errors import ForbiddenError, ImageNotFoundError, PayloadTooLargeError, PoisonMessageError, UpstreamError
 from amaas.observability import logger, record_batch
 from amaas.settings import Settings
 
 # Time kept back at the end of an invocation for writing summaries and answering, beyond the slowest message
 DEADLINE_RESERVE_MS = 3000
 WRITE_ATTEMPTS = 3
-
-
-class PoisonMessageError(Exception):
-    """A queue message that is not an S3 event notification; retrying cannot help, the DLQ will hold it."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ def s3_objects(body: str) -> Iterator[Announced]:
 
 def process_sqs(
     records: Sequence[dict[str, Any]],
-    classifier: ImageClassifier,
+    model: Model,
     settings: Settings,
     remaining_ms: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
@@ -104,7 +100,7 @@ def process_sqs(
         try:
             announced = list(s3_objects(record["body"]))
             items = [_fetch(a, settings) for a in announced]
-            for a, result in zip(announced, classify(classifier, items, settings.default_top_k), strict=True):
+            for a, result in zip(announced, classify(model, items, settings.default_top_k), strict=True):
                 if write_result(a.obj.bucket, result):
                     written.setdefault((a.obj.bucket, job_of(a.obj.key)), []).append(result)
         except PoisonMessageError as exc:

@@ -22,7 +22,7 @@ logging.getLogger("mangum").setLevel(logging.WARNING)
 
 app = create_app()
 try:
-    app.state.classifier.load()
+    app.state.model.load()
 except ModelUnavailableError as exc:
     logger.error("model not loaded at init", extra={"reason": exc.message})
 snapstart.register(storage._client)  # published versions are restored from a snapshot of this init

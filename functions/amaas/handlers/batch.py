@@ -11,15 +11,15 @@ from typing import Any
 from amaas import memory, snapstart, storage
 from amaas.batch.sqs import process_sqs
 from amaas.errors import ModelUnavailableError
-from amaas.model import ImageClassifier
 from amaas.observability import logger, tracer
+from amaas.serving import serving_model
 from amaas.settings import Settings
 
 memory.configure_allocator()  # before the model and the first request allocate
 settings = Settings.from_env()
-classifier = ImageClassifier(settings.model_dir, threads=settings.ort_threads, limits=settings.decode_limits)
+model = serving_model(settings)
 try:
-    classifier.load()
+    model.load()
 except ModelUnavailableError as exc:
     # every message will fail and be retried, then reach the DLQ: loud, and nothing is lost
     logger.error("model not loaded at init", extra={"reason": exc.message})
@@ -30,6 +30,6 @@ snapstart.register(storage._client)
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
-        return process_sqs(event["Records"], classifier, settings, context.get_remaining_time_in_millis)
+        return process_sqs(event["Records"], model, settings, context.get_remaining_time_in_millis)
     finally:
         memory.release()

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from amaas.manifest import read_manifest
+from amaas.artifact.manifest import read_manifest
 from amaas.observability import logger, trace_aws_calls, tracer
 from amaas.rollout import check_version
 

@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from amaas.api.deps import get_classifier, run_blocking
-from amaas.api.responses import INTERNAL, UNAVAILABLE
+from amaas.api.deps import ServedModel, loaded
+from amaas.api.errors import documented
 from amaas.api.schemas import HealthResponse, ModelIdentity
-from amaas.model import ImageClassifier
+from amaas.errors import ModelUnavailableError
 
 router = APIRouter(tags=["model"])
 
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {**UNAVAILABLE, **INTERNAL}
+_UNAVAILABLE = documented(ModelUnavailableError)
 
 
 @router.get("/v1/health", responses=_UNAVAILABLE)
-async def health(request: Request, classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> HealthResponse:
+async def health(request: Request, model: ServedModel) -> HealthResponse:
     """200 once the model is loaded and verified; 503 with the reason otherwise."""
-    await run_blocking(request, classifier.load)
-    manifest = classifier.manifest
+    manifest = await loaded(request, model)
     return HealthResponse(
         model=ModelIdentity(name=manifest.name, version=manifest.version, sha256=manifest.model_sha256)
     )
 
 
 @router.get("/v1/model", responses=_UNAVAILABLE)
-async def model(request: Request, classifier: Annotated[ImageClassifier, Depends(get_classifier)]) -> dict[str, Any]:
+async def model_card(request: Request, model: ServedModel) -> dict[str, Any]:
     """The served model's manifest: labels, input, preprocessing and metrics."""
-    await run_blocking(request, classifier.load)
-    return classifier.manifest.public_dict()
+    return (await loaded(request, model)).public_dict()

@@ -16,7 +16,7 @@ from importlib import resources
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from amaas.api.responses import INTERNAL
+from amaas.api.errors import documented
 
 router = APIRouter(tags=["playground"])
 
@@ -47,7 +47,7 @@ def security_headers(page: str) -> dict[str, str]:
     }
 
 
-@router.get("/", response_class=HTMLResponse, responses=INTERNAL)
+@router.get("/", response_class=HTMLResponse, responses=documented())
 async def playground() -> HTMLResponse:
     """Choose or drop an image; see the top 5 with bars and the explanation heatmap."""
     page, headers = _page()

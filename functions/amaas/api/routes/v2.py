@@ -7,14 +7,15 @@ protocol's ``{"error": "..."}`` (see ``amaas.api.errors``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from amaas import __version__
-from amaas.api.deps import get_classifier, get_settings, run_blocking
+from amaas.api.deps import AppSettings, ServedModel, loaded, run_blocking
+from amaas.api.errors import ProtocolRoute, documented
 from amaas.api.inputs import check_batch_limits, read_body
 from amaas.api.oip import (
     DATATYPES,
@@ -23,29 +24,32 @@ from amaas.api.oip import (
     MAX_DIMENSIONS,
     NUMPY_DATATYPES,
     InferRequest,
-    Tensor,
     encode_response,
     parse_request,
 )
-from amaas.api.responses import PROTOCOL_INTERNAL, PROTOCOL_MODEL_ERRORS
-from amaas.api.schemas import ModelReady, ProtocolError, ServerLive, ServerReady
+from amaas.api.schemas import ModelReady, ServerLive, ServerReady
+from amaas.api.tasks import OIP_OUTPUTS
 from amaas.api.untrusted import byte_count
-from amaas.errors import InvalidRequestError, ModelNotFoundError, ModelUnavailableError
-from amaas.manifest import Manifest
-from amaas.model import ImageClassifier
-from amaas.observability import record_predictions
-from amaas.postprocessing import top_k
+from amaas.artifact.manifest import Manifest
+from amaas.artifact.model import Model
+from amaas.errors import (
+    ImageNotFoundError,
+    InvalidImageError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+    PayloadTooLargeError,
+    TooManyImagesError,
+)
 from amaas.settings import Settings
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=ProtocolRoute)
 
 SERVER_NAME = "amaas"
 EXTENSIONS = ["binary_tensor_data", "classification"]
 PLATFORM = "onnx_onnxv1"
 BYTES_INPUT = "image"
 
-Classifier = Annotated[ImageClassifier, Depends(get_classifier)]
-AppSettings = Annotated[Settings, Depends(get_settings)]
 
 _TENSOR = {
     "type": "object",
@@ -119,43 +123,52 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     },
-    400: {"model": ProtocolError, "description": "malformed request, unknown input or output, empty batch"},
-    413: {"model": ProtocolError, "description": "body, image or batch over the limit"},
-    **PROTOCOL_MODEL_ERRORS,
+    **documented(
+        InvalidRequestError,
+        InvalidImageError,
+        ImageNotFoundError,
+        ModelNotFoundError,
+        PayloadTooLargeError,
+        TooManyImagesError,
+        ModelUnavailableError,
+        protocol=True,
+    ),
 }
+MODEL_ERRORS = documented(ModelNotFoundError, ModelUnavailableError, protocol=True)
+INTERNAL = documented(protocol=True)
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"model": ServerReady, "description": 'the model is not loaded: {"ready": false}'},
-    **PROTOCOL_INTERNAL,
+    **INTERNAL,
 }
 
 
-@router.get("", responses=PROTOCOL_INTERNAL)
+@router.get("", responses=INTERNAL)
 async def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
 
 
-@router.get("/health/live", responses=PROTOCOL_INTERNAL)
+@router.get("/health/live", responses=INTERNAL)
 async def live() -> ServerLive:
     return ServerLive(live=True)
 
 
 @router.get("/health/ready", response_model=ServerReady, responses=READY_RESPONSES)
-async def ready(request: Request, classifier: Classifier) -> JSONResponse:
+async def ready(request: Request, model: ServedModel) -> JSONResponse:
     try:
-        await run_blocking(request, classifier.load)
+        await run_blocking(request, model.load)
     except ModelUnavailableError:
         return JSONResponse({"ready": False}, status_code=503)
     return JSONResponse({"ready": True})
 
 
-@router.get("/models/{name}", responses=PROTOCOL_MODEL_ERRORS)
-async def model_metadata(request: Request, classifier: Classifier, name: str) -> dict[str, Any]:
-    return _metadata(await _model(request, classifier, name, None))
+@router.get("/models/{name}", responses=MODEL_ERRORS)
+async def model_metadata(request: Request, model: ServedModel, name: str) -> dict[str, Any]:
+    return _metadata(await _model(request, model, name, None))
 
 
-@router.get("/models/{name}/versions/{version}", responses=PROTOCOL_MODEL_ERRORS)
-async def model_version_metadata(request: Request, classifier: Classifier, name: str, version: str) -> dict[str, Any]:
-    return _metadata(await _model(request, classifier, name, version))
+@router.get("/models/{name}/versions/{version}", responses=MODEL_ERRORS)
+async def model_version_metadata(request: Request, model: ServedModel, name: str, version: str) -> dict[str, Any]:
+    return _metadata(await _model(request, model, name, version))
 
 
 def _metadata(manifest: Manifest) -> dict[str, Any]:
@@ -172,23 +185,23 @@ def _metadata(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-@router.get("/models/{name}/ready", responses=PROTOCOL_MODEL_ERRORS)
-async def model_ready(request: Request, classifier: Classifier, name: str) -> ModelReady:
-    manifest = await _model(request, classifier, name, None)
+@router.get("/models/{name}/ready", responses=MODEL_ERRORS)
+async def model_ready(request: Request, model: ServedModel, name: str) -> ModelReady:
+    manifest = await _model(request, model, name, None)
     return ModelReady(name=manifest.name, ready=True)
 
 
-@router.get("/models/{name}/versions/{version}/ready", responses=PROTOCOL_MODEL_ERRORS)
-async def model_version_ready(request: Request, classifier: Classifier, name: str, version: str) -> ModelReady:
-    manifest = await _model(request, classifier, name, version)
+@router.get("/models/{name}/versions/{version}/ready", responses=MODEL_ERRORS)
+async def model_version_ready(request: Request, model: ServedModel, name: str, version: str) -> ModelReady:
+    manifest = await _model(request, model, name, version)
     return ModelReady(name=manifest.name, ready=True)
 
 
 @router.post("/models/{name}/infer", responses=INFER_RESPONSES, openapi_extra={"requestBody": INFER_REQUEST_BODY})
-async def infer(request: Request, classifier: Classifier, settings: AppSettings, name: str) -> Response:
+async def infer(request: Request, model: ServedModel, settings: AppSettings, name: str) -> Response:
     """Infer on the model's own tensor input or on encoded images (``image``, BYTES), in JSON or with the
     binary tensor data extension (``Inference-Header-Content-Length``)."""
-    return await _infer(request, classifier, settings, await _model(request, classifier, name, None))
+    return await _infer(request, model, settings, await _model(request, model, name, None))
 
 
 @router.post(
@@ -197,25 +210,24 @@ async def infer(request: Request, classifier: Classifier, settings: AppSettings,
     openapi_extra={"requestBody": INFER_REQUEST_BODY},
 )
 async def infer_version(
-    request: Request, classifier: Classifier, settings: AppSettings, name: str, version: str
+    request: Request, model: ServedModel, settings: AppSettings, name: str, version: str
 ) -> Response:
     """As ``/v2/models/{name}/infer``, for one version of the model."""
-    return await _infer(request, classifier, settings, await _model(request, classifier, name, version))
+    return await _infer(request, model, settings, await _model(request, model, name, version))
 
 
-async def _infer(request: Request, classifier: ImageClassifier, settings: Settings, manifest: Manifest) -> Response:
+async def _infer(request: Request, model: Model, settings: Settings, manifest: Manifest) -> Response:
     header = byte_count(request.headers.get(HEADER_LENGTH), "Inference-Header-Content-Length")
     body = await read_body(request, settings.max_body_bytes)
     parsed = parse_request(body, header)
-    logits, labels = await run_blocking(request, _run, classifier, settings, manifest, parsed)
-    outputs = _outputs(manifest, parsed, logits, labels)
-    content, headers = encode_response(manifest.name, manifest.version, parsed.id, outputs)
+    outputs = await run_blocking(request, _run, model, settings, manifest, parsed)
+    answered = OIP_OUTPUTS[manifest.task](manifest, parsed, outputs)
+    content, headers = encode_response(manifest.name, manifest.version, parsed.id, answered)
     return Response(content=content, headers=headers)
 
 
-async def _model(request: Request, classifier: ImageClassifier, name: str, version: str | None) -> Manifest:
-    await run_blocking(request, classifier.load)
-    manifest = classifier.manifest
+async def _model(request: Request, model: Model, name: str, version: str | None) -> Manifest:
+    manifest = await loaded(request, model)
     if name != manifest.name or version not in (None, "", manifest.version):
         served = f"{manifest.name} version {manifest.version}"
         raise ModelNotFoundError(f"no model {name}{f' version {version}' if version else ''}; this server has {served}")
@@ -230,9 +242,9 @@ def _datatype(dtype: str) -> str:
     return NUMPY_DATATYPES.get(dtype, dtype.upper())
 
 
-def _run(
-    classifier: ImageClassifier, settings: Settings, manifest: Manifest, parsed: InferRequest
-) -> tuple[np.ndarray, list[str]]:
+def _run(model: Model, settings: Settings, manifest: Manifest, parsed: InferRequest) -> list[np.ndarray]:
+    """The model's outputs for the request's one input: encoded images (BYTES) go through the model's own
+    preprocessing; its own tensor is checked by the model against its input spec."""
     if len(parsed.inputs) != 1:
         raise InvalidRequestError(f"this model takes one input, got {len(parsed.inputs)}")
     (tensor,) = parsed.inputs
@@ -240,52 +252,13 @@ def _run(
         if tensor.datatype != "BYTES" or not isinstance(tensor.data, list):
             raise InvalidRequestError(f"input {tensor.name} must be BYTES: one encoded image per element")
         check_batch_limits(len(tensor.data), settings, map(len, tensor.data))
-        logits = classifier.predict(classifier.preprocess(tensor.data))
-    elif tensor.name == manifest.input.name:
-        expected = _datatype(manifest.input.dtype)
-        if tensor.datatype != expected or not isinstance(tensor.data, np.ndarray):
-            raise InvalidRequestError(f"input {tensor.name} must be {expected}")
-        wanted = manifest.input.shape[1:]
-        if len(tensor.shape) != len(manifest.input.shape) or tensor.shape[1:] != wanted:
-            raise InvalidRequestError(f"input {tensor.name} must have shape [-1, {', '.join(map(str, wanted))}]")
-        check_batch_limits(tensor.shape[0], settings)
-        if tensor.data.dtype.kind == "f" and not np.isfinite(tensor.data).all():
-            raise InvalidRequestError(f"input {tensor.name} holds NaN or infinite values")
-        logits = classifier.predict(np.ascontiguousarray(tensor.data))
-    else:
-        raise InvalidRequestError(
-            f"unknown input {tensor.name}; this model takes {manifest.input.name} "
-            f"({_datatype(manifest.input.dtype)} {list(manifest.input.shape)}) or {_bytes_input(manifest)} (BYTES [-1])"
-        )
-    # Rows a broken model answered with NaN or inf have no meaningful top class; they would poison the metrics
-    record_predictions(top_k(logits[np.isfinite(logits).all(axis=1)], manifest.labels, 1))
-    return logits, list(manifest.labels)
-
-
-def _outputs(
-    manifest: Manifest, parsed: InferRequest, logits: np.ndarray, labels: list[str]
-) -> list[tuple[Tensor, bool]]:
-    name = manifest.output.name
-    logits = logits.astype(np.float32)
-    requested = parsed.outputs or []
-    if not requested:
-        return [(Tensor(name, "FP32", tuple(logits.shape), logits), parsed.binary_outputs)]
-    outputs = []
-    for out in requested:
-        if out.name != name:
-            raise InvalidRequestError(f"unknown output {out.name}; this model outputs {name}")
-        binary = parsed.binary_outputs if out.binary is None else out.binary
-        if out.classification:
-            outputs.append((_classification(name, logits, labels, out.classification), binary))
-        else:
-            outputs.append((Tensor(name, "FP32", tuple(logits.shape), logits), binary))
-    return outputs
-
-
-def _classification(name: str, logits: np.ndarray, labels: list[str], k: int) -> Tensor:
-    """Triton's classification extension: the top ``k`` as ``"<value>:<index>:<label>"`` strings, where value
-    is the output's own value (here the logit), highest first."""
-    k = min(k, logits.shape[1])
-    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    items = [f"{logits[row, i]:f}:{i}:{labels[i]}".encode() for row in range(len(logits)) for i in order[row]]
-    return Tensor(name, "BYTES", (len(logits), k), items)
+        return model.predict(model.preprocess(tensor.data))
+    if tensor.name == manifest.input.name:
+        if not isinstance(tensor.data, np.ndarray):
+            raise InvalidRequestError(f"input {tensor.name} must be {_datatype(manifest.input.dtype)}")
+        check_batch_limits(len(tensor.data), settings)
+        return model.predict(model.check_input(tensor.data))
+    raise InvalidRequestError(
+        f"unknown input {tensor.name}; this model takes {manifest.input.name} "
+        f"({_datatype(manifest.input.dtype)} {list(manifest.input.shape)}) or {_bytes_input(manifest)} (BYTES [-1])"
+    )

@@ -26,10 +26,10 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
 
+from amaas.artifact.imaging import containers
+from amaas.artifact.imaging.resample import crop_geometry, to_model, upright_rgb
+from amaas.artifact.manifest import Preprocessing
 from amaas.errors import InvalidImageError, PayloadTooLargeError
-from amaas.imaging import containers
-from amaas.imaging.resample import crop_geometry, to_model, upright_rgb
-from amaas.manifest import Preprocessing
 
 __all__ = [
     "FORMATS",

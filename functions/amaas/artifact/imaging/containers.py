@@ -3,7 +3,7 @@
 Each allowed format gets a linear walk over its own structure (JPEG markers, PNG chunks, GIF blocks, the BMP
 and WebP headers) that counts what drives a decoder's work - scans, chunks, extension blocks - and refuses
 structures no camera or editor writes. The walks stop at the first limit passed, so their own cost is bounded
-too. Pixel-count and memory limits are applied by the caller (``amaas.imaging.budget``) from the sizes found
+too. Pixel-count and memory limits are applied by the caller (``amaas.artifact.imaging.budget``) from the sizes found
 here, so a header that lies about nothing but its dimensions is caught before allocation.
 """
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from amaas.artifact.model import Model
 from amaas.batch.results import Item, classify, json_lines
-from amaas.model import ImageClassifier
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
@@ -20,9 +20,9 @@ def local_items(folder: Path) -> list[Item]:
     return items
 
 
-def run_local(classifier: ImageClassifier, folder: Path, out: Path, top_k: int) -> list[dict[str, Any]]:
+def run_local(model: Model, folder: Path, out: Path, top_k: int) -> list[dict[str, Any]]:
     """Classifies a folder; writes a JSON per image plus summary.jsonl under ``out``."""
-    results = classify(classifier, local_items(folder), top_k)
+    results = classify(model, local_items(folder), top_k)
     out.mkdir(parents=True, exist_ok=True)
     for result in results:
         target = out / (result["key"] + ".json")

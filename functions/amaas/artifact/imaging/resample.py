@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from amaas.manifest import Preprocessing
+from amaas.artifact.manifest import Preprocessing
 
 RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,

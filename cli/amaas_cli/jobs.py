@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from amaas.batch import INPUT_PREFIX, OUTPUT_PREFIX, is_result_key, job_summary_key, json_lines
-from amaas.batch.local import local_items
+from amaas_cli.batch_local import local_items
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Pixels to model input, defined once and used by export (calibration, evaluation) and serving alike.
 
 Numpy only, so it runs in the Lambda runtime and tests without onnxruntime. Bytes and images become pixels
-at the model's geometry in ``amaas.imaging``; this module turns those pixels into the tensor the model takes.
+at the model's geometry in ``amaas.artifact.imaging``; this module turns those pixels into the tensor the model takes.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from amaas.imaging import to_model
-from amaas.manifest import Preprocessing, TensorSpec
+from amaas.artifact.imaging import to_model
+from amaas.artifact.manifest import Preprocessing, TensorSpec
 
 
 def normalize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -93,6 +93,7 @@ class Manifest:
         files: sha256 and size of every file in the artifact except the manifest itself.
         metrics: Measured figures such as ``metrics["int8"]["top1"]``; fractions, not percentages.
         details: Everything else the export records: provenance, settings, library versions.
+        task: What the model does (``amaas.artifact.tasks``); artifacts older than the field classify.
     """
 
     name: str
@@ -105,6 +106,7 @@ class Manifest:
     files: Mapping[str, FileEntry] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
+    task: str = "classification"
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -130,6 +132,7 @@ class Manifest:
         data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "model": {"name": self.name, "version": self.version, "architecture": self.architecture},
+            "task": self.task,
             "labels": list(self.labels),
             "input": _tensor_dict(self.input),
             "output": _tensor_dict(self.output),
@@ -159,7 +162,7 @@ class Manifest:
             raise ManifestError(f"manifest schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
         model, prep = _section(data, "model"), _section(data, "preprocessing")
         files = _section(data, "files") if "files" in data else {}
-        known = {"schema_version", "model", "labels", "input", "output", "preprocessing", "files", "metrics"}
+        known = {"schema_version", "model", "task", "labels", "input", "output", "preprocessing", "files", "metrics"}
         return cls(
             name=_field(model, "name", str, "model."),
             version=_field(model, "version", str, "model."),
@@ -184,6 +187,7 @@ class Manifest:
             },
             metrics=_section(data, "metrics") if "metrics" in data else {},
             details={k: v for k, v in data.items() if k not in known},
+            task=_field(data, "task", str, "", "classification"),
         )
 
 

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return export_cli.run(args)
     if args.command == "batch":
         return _batch(args)
-    from amaas import local
+    from amaas_cli import serve as local
 
     if args.command == "serve":
         return local.serve(args.model_dir, host=args.host, port=args.port, threads=args.threads)
@@ -63,22 +63,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from amaas import jobs
+    from amaas_cli import jobs
 
     if args.batch_command == "run":
-        from amaas.batch.local import run_local
         from amaas.errors import ModelUnavailableError
-        from amaas.local import local_settings
-        from amaas.model import ImageClassifier
+        from amaas.serving import serving_model
+        from amaas_cli.batch_local import run_local
+        from amaas_cli.serve import local_settings
 
         if not args.folder.is_dir():
             print(f"amaas batch run: {args.folder} is not a folder", file=sys.stderr)
             return 2
         settings = local_settings(args.model_dir, None)
-        classifier = ImageClassifier(settings.model_dir, threads=settings.ort_threads, limits=settings.decode_limits)
+        model = serving_model(settings)
         out = args.out or args.folder.with_name(args.folder.name + "-results")
         try:
-            results = run_local(classifier, args.folder, out, args.top_k)
+            results = run_local(model, args.folder, out, args.top_k)
         except ModelUnavailableError as exc:
             print(f"amaas batch run: cannot load {settings.model_dir}: {exc.message}", file=sys.stderr)
             return 2
@@ -98,8 +98,8 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _batch_aws(args: argparse.Namespace, s3: object) -> int:
-    from amaas import jobs
     from amaas.batch import json_lines
+    from amaas_cli import jobs
 
     if args.batch_command == "submit":
         if not args.folder.is_dir():

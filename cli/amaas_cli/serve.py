@@ -77,11 +77,11 @@ def _server(settings: Settings, host: str, port: int, *, access_log: bool) -> An
     memory.configure_allocator()
     app = create_app(settings)
     try:
-        app.state.classifier.load()
+        app.state.model.load()
     except ModelUnavailableError as exc:
         print(f"amaas: cannot serve {settings.model_dir}: {exc.message}", file=sys.stderr)
         return None
-    manifest = app.state.classifier.manifest
+    manifest = app.state.model.manifest
     print(
         f"model {manifest.name} version {manifest.version} ({len(manifest.labels)} classes) from {settings.model_dir}"
     )
