@@ -14,13 +14,11 @@ import json
 import threading
 from collections.abc import Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from types import TracebackType
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from amaas_cli.lambda_local.function import MAX_REQUEST_BYTES, LocalLambda
-from amaas_cli.lambda_local.local_server import LocalServer
+from amaas_cli.lambda_local.local_server import Handler, LocalServer
 
 PREFIX = "/2015-03-31/functions/"
 SUFFIX = "/invocations"
@@ -62,8 +60,8 @@ class InvokeApi:
         self._server.close()
 
 
-def _handler_for(api: InvokeApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _handler_for(api: InvokeApi) -> type[Handler]:
+    class _Handler(Handler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
 
@@ -81,11 +79,11 @@ def _handler_for(api: InvokeApi) -> type[BaseHTTPRequestHandler]:
                 return
             kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
             if kind == "DryRun":
-                self._send(HTTPStatus.NO_CONTENT, b"", {})
+                self.send(HTTPStatus.NO_CONTENT, b"", {})
                 return
             if kind == "Event":
                 threading.Thread(target=function.invoke, args=(payload,), daemon=True).start()
-                self._send(HTTPStatus.ACCEPTED, b"", {})
+                self.send(HTTPStatus.ACCEPTED, b"", {})
                 return
             if len(payload) > MAX_REQUEST_BYTES:
                 message = f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation"
@@ -98,21 +96,10 @@ def _handler_for(api: InvokeApi) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("X-Amz-Log-Type") == "Tail":
                 tail = "\n".join(result.logs).encode()[-LOG_TAIL_BYTES:]
                 headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
-            self._send(HTTPStatus.OK, result.raw, headers)
+            self.send(HTTPStatus.OK, result.raw, headers)
 
         def _error(self, status: HTTPStatus, code: str, message: str) -> None:
             body = json.dumps({"Type": "User", "message": message}).encode()
-            self._send(status, body, {"x-amzn-ErrorType": code, "Content-Type": "application/json"})
+            self.send(status, body, {"x-amzn-ErrorType": code, "Content-Type": "application/json"})
 
-        def _send(self, status: HTTPStatus, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
+    return _Handler

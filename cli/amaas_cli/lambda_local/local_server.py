@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import sys
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class Handler(BaseHTTPRequestHandler):
+    """A request handler of the local APIs: whole-body replies, and no access log (the function's log is the
+    log)."""
+
+    def send(self, status: HTTPStatus, body: bytes, headers: dict[str, str]) -> None:
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except ConnectionError:  # the other side went away (a process stopped while it waited for an event)
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -17,7 +37,7 @@ class LocalServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], name: str) -> None:
+    def __init__(self, handler: type[Handler], name: str) -> None:
         super().__init__(("127.0.0.1", 0), handler)
         # A short poll interval: ``shutdown`` waits for the serving loop to notice, at every sandbox reset.
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=name, daemon=True)

@@ -17,10 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from amaas_cli.lambda_local.local_server import LocalServer
+from amaas_cli.lambda_local.local_server import Handler, LocalServer
 
 BASE = "/2018-06-01/runtime"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # a synchronous invocation's response limit
@@ -123,8 +122,8 @@ class RuntimeApi:
         self._notify()
 
 
-def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _handler_for(api: RuntimeApi) -> type[Handler]:
+    class _Handler(Handler):
         protocol_version = "HTTP/1.1"  # the runtime client keeps its connection open between calls
         # Headers and body go out in two writes; with Nagle's algorithm the second waits for the client's
         # delayed ACK, adding 40 ms to every event handed out.
@@ -151,7 +150,7 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             }
             if invocation.client_context:
                 headers["Lambda-Runtime-Client-Context"] = invocation.client_context
-            self._send(HTTPStatus.OK, invocation.payload, headers)
+            self.send(HTTPStatus.OK, invocation.payload, headers)
 
         def do_POST(self) -> None:
             body = self._body()
@@ -178,20 +177,6 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
         def _reply(self, status: HTTPStatus, document: dict[str, Any]) -> None:
-            self._send(status, json.dumps(document).encode(), {"Content-Type": "application/json"})
+            self.send(status, json.dumps(document).encode(), {"Content-Type": "application/json"})
 
-        def _send(self, status: HTTPStatus, body: bytes, headers: dict[str, str]) -> None:
-            try:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except ConnectionError:  # the process was stopped while it waited for an event
-                self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the runtime's own traffic is not the function's log
-
-    return Handler
+    return _Handler
