@@ -56,7 +56,9 @@ def worker_count(requested: int) -> int:
 def run_local(model: Model, folder: Path, out: Path, top_k: int) -> list[dict[str, Any]]:
     """Classifies a folder in this process; writes a JSON per image plus summary.jsonl under ``out``."""
     keys = image_keys(folder)
-    results = [r for i in range(0, len(keys), CHUNK) for r in classify(model, _items(folder, keys[i : i + CHUNK]), top_k)]
+    results = [
+        r for i in range(0, len(keys), CHUNK) for r in classify(model, _items(folder, keys[i : i + CHUNK]), top_k)
+    ]
     write_results(out, results)
     return results
 

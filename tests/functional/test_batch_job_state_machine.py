@@ -128,9 +128,11 @@ def result(stack: Stack, key: str, name: str) -> dict[str, Any]:
 def child_outputs(stack: Stack, execution: Any) -> list[dict[str, Any]]:
     """What the ResultWriter wrote for the execution's map run: each child's output, from its SUCCEEDED files."""
     details = json.loads(execution.output)["map_run"]["ResultWriterDetails"]
-    manifest = json.loads(stack.s3.get_object(Bucket=details["Bucket"], Key=details["Key"])["Body"].read())
-    records = [r for f in manifest["ResultFiles"]["SUCCEEDED"]
-               for r in json.loads(stack.s3.get_object(Bucket=details["Bucket"], Key=f["Key"])["Body"].read())]  # fmt: skip
+
+    def read(key: str) -> Any:
+        return json.loads(stack.s3.get_object(Bucket=details["Bucket"], Key=key)["Body"].read())
+
+    records = [r for f in read(details["Key"])["ResultFiles"]["SUCCEEDED"] for r in read(f["Key"])]
     return [json.loads(r["Output"]) for r in records]
 
 
@@ -188,30 +190,33 @@ def test_throttled_invocations_are_retried_with_backoff(stack: Stack) -> None:
 
 
 def test_a_batch_failing_past_the_threshold_fails_the_job_and_a_rerun_finishes_only_it(stack: Stack) -> None:
-    # GIVEN 17 images, and a function that crashes on the batch holding the last of them (2 of 17 images: 12%)
+    # GIVEN 17 images (batches of 4, 4, 4, 4 and 1 in listing order), and a function that crashes on the fourth
+    # batch (4 of 17 images: 24%)
     upload(stack, KEYS)
-    last = max(KEYS)
-    stack.fail_when = lambda keys: "Runtime.ExitError" if last in keys else None
+    listing = sorted(KEYS, key=str.encode)
+    doomed = listing[12]
+    stack.fail_when = lambda keys: "Runtime.ExitError" if doomed in keys else None
 
     # WHEN the job runs, with 10% of images allowed to fail
     execution = stack.run(job({"prefix": SCOPE}, "crash"), "crash")
 
-    # THEN the job fails on the threshold, the failed batch's images have no result, the others do
+    # THEN the job fails on the threshold: the failed batch's images and those never started have no result
     assert (execution.status, execution.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
     (run,) = execution.map_runs
-    (failed_batch,) = [batch for batch in stack.invocations if last in batch]
-    assert (run.items["failed"], run.items["succeeded"]) == (len(failed_batch), 17 - len(failed_batch))
-    missing = [k for k in KEYS if not stack.s3.list_objects_v2(Bucket=OUTPUT, Prefix=job_result_key("results/crash/", k))
-               .get("KeyCount")]  # fmt: skip
-    assert sorted(missing) == sorted(failed_batch)
+    (failed_batch,) = [batch for batch in stack.invocations if doomed in batch]
+    assert failed_batch == listing[12:16]
+    assert (run.items["succeeded"], run.items["failed"], run.items["aborted"]) == (12, 4, 1)
+    stored = {o["Key"] for o in stack.s3.list_objects_v2(Bucket=OUTPUT, Prefix="results/crash/")["Contents"]}
+    missing = [k for k in listing if job_result_key("results/crash/", k) not in stored]
+    assert missing == listing[12:]
 
     # WHEN the cause is fixed and the job runs again
     stack.fail_when = lambda keys: None
     again = stack.run(job({"prefix": SCOPE}, "crash"), "crash-again")
 
-    # THEN it succeeds, classifying just the images that were missing
+    # THEN it succeeds, classifying just the five images that were missing
     assert again.status == "SUCCEEDED"
-    assert sum(o["classified"] for o in child_outputs(stack, again)) == len(failed_batch)
+    assert sum(o["classified"] for o in child_outputs(stack, again)) == len(missing)
     assert all(result(stack, k, "crash")["status"] == "ok" for k in KEYS)
 
 
@@ -311,6 +316,7 @@ def test_the_cli_starts_a_job_shows_its_progress_and_gathers_its_results(
         assert job_id == f"{stack.sfn.arn.replace(':stateMachine:', ':execution:')}:photos-2026"
         assert f"results go to s3://{OUTPUT}/results/photos-2026/" in started
         stack.sfn.wait()
+        capsys.readouterr()  # the job function's log lines
 
         # WHEN its status is asked for, by id and by name
         assert main(["batch", "status", job_id]) == 0

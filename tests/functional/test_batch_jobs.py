@@ -21,10 +21,10 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from amaas import storage
+from amaas.artifact.model import Model
 from amaas.batch.distributed_map import BatchIncompleteError, InvalidBatchError
 from amaas.batch.results import job_result_key
 from amaas.errors import UpstreamError
-from amaas.artifact.model import Model
 from amaas_export.data import synthetic
 from tests.helpers import LambdaContext, encode_image
 from tests.stepfunctions import listed_items
