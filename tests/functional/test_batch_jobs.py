@@ -30,6 +30,7 @@ from tests.helpers import LambdaContext, encode_image
 from tests.stepfunctions import listed_items
 
 SOURCE, OUTPUT, SCOPE = "amaas-photos", "amaas-batch-jobs", "albums/"
+MAX_BYTES = 100_000  # the job function's largest image here (AMAAS_MAX_S3_IMAGE_BYTES)
 LONGEST = SCOPE + "k" * (1024 - len(SCOPE))  # a result key cannot just add ".json" to this one
 KEYS = [
     f"{SCOPE}with space.png",
@@ -78,6 +79,7 @@ def job(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Job]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AMAAS_MODEL_DIR", str(artifact))
     monkeypatch.setenv("AMAAS_S3_BUCKETS", SOURCE)  # as template.yaml sets it: the job source bucket
+    monkeypatch.setenv("AMAAS_MAX_S3_IMAGE_BYTES", str(MAX_BYTES))
     with mock_aws():
         storage._client.cache_clear()
         s3 = boto3.client("s3")
@@ -112,31 +114,39 @@ def result_writes(job: Job) -> Counter[str]:
 
 
 def test_a_listing_batch_gets_one_result_per_object_and_a_rerun_redoes_only_what_is_missing(job: Job) -> None:
-    # GIVEN images under awkward keys ('#', '?', '%41', '+', spaces, Unicode, a 1,024-byte key), a corrupt one,
-    # a console folder marker, and an image outside the job's prefix that the listing does not name
+    # GIVEN images under awkward keys ('#', '?', '%41', '+', spaces, Unicode, a 1,024-byte key), a corrupt one, an
+    # oversized one, one deleted after the listing was taken, a console folder marker, and an image outside the
+    # job's prefix that the listing does not name
     etags = {key: job.s3.put_object(Bucket=SOURCE, Key=key, Body=image(i))["ETag"] for i, key in enumerate(KEYS)}
+    broken = {f"{SCOPE}corrupt.png": "invalid_image", f"{SCOPE}huge.png": "payload_too_large",
+              f"{SCOPE}gone.png": "image_not_found"}  # fmt: skip
     job.s3.put_object(Bucket=SOURCE, Key=f"{SCOPE}corrupt.png", Body=b"\x89PNG\r\n\x1a\nnot the rest of a png")
+    job.s3.put_object(Bucket=SOURCE, Key=f"{SCOPE}huge.png", Body=image(0) + bytes(MAX_BYTES))
+    job.s3.put_object(Bucket=SOURCE, Key=f"{SCOPE}gone.png", Body=image(1))
     job.s3.put_object(Bucket=SOURCE, Key=f"{SCOPE}deep/", Body=b"")
     job.s3.put_object(Bucket=SOURCE, Key="elsewhere/star.png", Body=image(0))
     items = listed_items(job.s3, Bucket=SOURCE, Prefix=SCOPE)
+    job.s3.delete_object(Bucket=SOURCE, Key=f"{SCOPE}gone.png")
 
     # WHEN the map hands the listing over as one batch
     counts = job.run(items)
 
     # THEN each object has one result under the job's prefix, with the ETag of its bytes and the API's answer
-    assert counts == {"images": 10, "classified": 8, "errors": 1, "skipped": 0, "folders": 1}
+    assert counts == {"images": 12, "classified": 8, "errors": 3, "skipped": 0, "folders": 1}
     for i, key in enumerate(KEYS):
         result = job.result(key)
         assert (result["key"], result["etag"], result["status"]) == (key, etags[key], "ok"), key
         assert result["predictions"][0]["label"] == job.top1(image(i)), key
         assert set(result) == {"key", "etag", "version_id", "model", "status", "predictions"}  # the SQS shape
-    assert job.result(f"{SCOPE}corrupt.png")["error"] == "invalid_image"
+    assert {key: job.result(key)["error"] for key in broken} == broken
+    # AND neither the image outside the prefix nor the one the listing says is too large was downloaded
+    assert "elsewhere/star.png" not in job.reads and f"{SCOPE}huge.png" not in job.reads
     assert job_result_key("results/job1/", LONGEST).endswith(".key-sha256.json~")
-    # AND a summary part of the batch lists every result written
+    # AND a summary part of the batch lists every result written, once
     (part,) = [k for k in job.writes if k.endswith(".jsonl")]
     assert part.startswith("results/job1/_summary/")
     summary = job.s3.get_object(Bucket=OUTPUT, Key=part)["Body"].read().decode().splitlines()
-    assert sorted(json.loads(line)["key"] for line in summary) == sorted([*KEYS, f"{SCOPE}corrupt.png"])
+    assert sorted(json.loads(line)["key"] for line in summary) == sorted([*KEYS, *broken])
 
     # GIVEN one result lost and one image replaced since (a new ETag)
     job.s3.delete_object(Bucket=OUTPUT, Key=job_result_key("results/job1/", KEYS[0]))
@@ -147,8 +157,9 @@ def test_a_listing_batch_gets_one_result_per_object_and_a_rerun_redoes_only_what
     # WHEN the job runs again over a fresh listing
     counts = job.run(listed_items(job.s3, Bucket=SOURCE, Prefix=SCOPE))
 
-    # THEN only those two images are read and written again; everything else is skipped without a GET or a PUT
-    assert counts == {"images": 10, "classified": 2, "errors": 0, "skipped": 7, "folders": 1}
+    # THEN only those two images are read and written again; every other image (and the corrupt and oversized
+    # ones, whose error results are up to date) is skipped without a GET or a PUT
+    assert counts == {"images": 11, "classified": 2, "errors": 0, "skipped": 8, "folders": 1}
     assert set(job.reads) == {KEYS[0], KEYS[1]}
     assert set(result_writes(job)) == {job_result_key("results/job1/", k) for k in KEYS[:2]}
     assert job.result(KEYS[1])["etag"] == replaced

@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -29,7 +29,7 @@ from amaas import storage
 from amaas.artifact.model import Model
 from amaas.batch.results import BATCH, Item, classify, job_result_key, json_lines, summary_part_under
 from amaas.batch.sqs import Announced, fetch_item, write_result
-from amaas.errors import AmaasError, ForbiddenError, UpstreamError
+from amaas.errors import AmaasError, ForbiddenError, PayloadTooLargeError, UpstreamError
 from amaas.observability import logger
 from amaas.settings import Settings
 
@@ -228,9 +228,15 @@ def _prepare(batch: ItemBatch, listed: Listed, model: dict[str, str], settings: 
         if not listed.key.startswith(batch.scope):
             error = ForbiddenError(f"s3://{listed.bucket}/{listed.key} is outside the prefix this job may read")
             return _Pending(Item(listed.key, None, error=error), key, stored)
+        if listed.size is not None and listed.size > settings.max_s3_image_bytes:  # the listing says so: no GET
+            error = PayloadTooLargeError(f"s3://{listed.bucket}/{listed.key} is {listed.size} bytes; the limit is "
+                                         f"{settings.max_s3_image_bytes}")  # fmt: skip
+            return _Pending(Item(listed.key, None, listed.etag, listed.version, error=error), key, stored)
         item = fetch_item(Announced(storage.S3Object(listed.bucket, listed.key, listed.version), None), settings)
     except UpstreamError as exc:
         return _Failed(listed.key, exc)
+    if item.etag is None and listed.etag:  # no bytes read (gone, too large): the result is the listed object's
+        item = replace(item, etag=listed.etag, version=item.version or listed.version)
     # A key list names no ETag: the bytes just read tell whether the stored result is theirs
     if stored is not None and item.etag and _up_to_date(stored[0], item.etag, item.version, model):
         return _Skipped("done")
