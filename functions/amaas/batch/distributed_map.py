@@ -222,6 +222,7 @@ def _prepare(batch: ItemBatch, listed: Listed, model: dict[str, str], settings: 
         stored = storage.get_if_exists(batch.output_bucket, key)
         if stored is not None and listed.etag and _up_to_date(stored[0], listed.etag, listed.version, model):
             return _Skipped("done")
+        error: AmaasError
         if listed.bucket not in settings.s3_buckets or listed.bucket != batch.bucket:
             error = ForbiddenError(f"s3://{listed.bucket}/{listed.key} is not in the bucket this job may read")
             return _Pending(Item(listed.key, None, error=error), key, stored)
