@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,11 +56,8 @@ def worker_count(requested: int) -> int:
 def run_local(model: Model, folder: Path, out: Path, top_k: int) -> list[dict[str, Any]]:
     """Classifies a folder in this process; writes a JSON per image plus summary.jsonl under ``out``."""
     keys = image_keys(folder)
-    results = [
-        r for i in range(0, len(keys), CHUNK) for r in classify(model, _items(folder, keys[i : i + CHUNK]), top_k)
-    ]
-    write_results(out, results)
-    return results
+    chunks = (classify(model, _items(folder, keys[i : i + CHUNK]), top_k) for i in range(0, len(keys), CHUNK))
+    return write_results(out, chunks)
 
 
 def run_parallel(settings: Settings, folder: Path, out: Path, top_k: int, workers: int) -> list[dict[str, Any]]:
@@ -78,19 +75,23 @@ def run_parallel(settings: Settings, folder: Path, out: Path, top_k: int, worker
         initializer=_load,
         initargs=(settings,),
     ) as pool:
-        results = [r for chunk in pool.map(_classify, [(folder, c, top_k) for c in chunks]) for r in chunk]
-    write_results(out, results)
-    return results
+        # results come back in chunk order, and each chunk is written while the workers classify the next ones
+        return write_results(out, pool.map(_classify, [(folder, c, top_k) for c in chunks]))
 
 
-def write_results(out: Path, results: Sequence[dict[str, Any]]) -> None:
-    """A JSON per image (``out/<key>.json``) and ``out/summary.jsonl``, in the order given."""
+def write_results(out: Path, chunks: Iterable[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A JSON per image (``out/<key>.json``) as each chunk of results arrives, then ``out/summary.jsonl``,
+    in the order given; returns every result."""
     out.mkdir(parents=True, exist_ok=True)
-    for result in results:
-        target = out / (result["key"] + ".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(result, indent=2) + "\n")
+    results: list[dict[str, Any]] = []
+    for chunk in chunks:
+        for result in chunk:
+            target = out / (result["key"] + ".json")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(result, indent=2) + "\n")
+        results += chunk
     (out / "summary.jsonl").write_bytes(json_lines(results))
+    return results
 
 
 def _load(settings: Settings) -> None:
