@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -68,15 +70,24 @@ def run_parallel(settings: Settings, folder: Path, out: Path, top_k: int, worker
     """
     keys = image_keys(folder)
     chunks = [keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)]
-    # spawn, not fork: the parent may hold threads (a fork would copy their locks mid-use) and a loaded session
     with ProcessPoolExecutor(
         max_workers=max(1, min(workers, len(chunks))),
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=_start_method(),
         initializer=_load,
         initargs=(settings,),
     ) as pool:
         # results come back in chunk order, and each chunk is written while the workers classify the next ones
         return write_results(out, pool.map(_classify, [(folder, c, top_k) for c in chunks]))
+
+
+def _start_method() -> multiprocessing.context.BaseContext:
+    """fork when it is safe, since a forked worker starts with every module already imported (a spawned one
+    re-imports numpy, Pillow, ONNX Runtime and the serving package: seconds on a busy machine): on Linux, with
+    no other thread in this process whose locks a fork could copy mid-use, and no model loaded here. Otherwise
+    spawn."""
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def write_results(out: Path, chunks: Iterable[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
