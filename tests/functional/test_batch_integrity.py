@@ -61,7 +61,7 @@ def batch(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Batch]:
         s3.create_bucket(Bucket=BUCKET)
         sys.modules.pop("amaas.handlers.batch", None)
         module = importlib.import_module("amaas.handlers.batch")
-        yield Batch(s3, module.handler, module.classifier)
+        yield Batch(s3, module.handler, module.model)
         sys.modules.pop("amaas.handlers.batch", None)
         storage._client.cache_clear()
 
