@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib
 import io
 import json
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,15 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from amaas import storage
 from amaas.batch.results import job_result_key
 from amaas_cli.main import main
 from amaas_export.data import synthetic
-from tests.helpers import LambdaContext, encode_image
+from tests.helpers import LambdaContext, encode_image, job_function
 from tests.infra.cfn import deployed, state_machine_definition
 from tests.infra.conftest import JOB_OVERRIDES, JOB_VALUES, job_values, translate
 from tests.stepfunctions import LambdaError, LocalStepFunctions
@@ -72,17 +67,9 @@ class Stack:
 
 
 @pytest.fixture
-def stack(deployed_machine: Deployed, artifact: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AMAAS_MODEL_DIR", str(artifact))
-    monkeypatch.setenv("AMAAS_S3_BUCKETS", SOURCE)
-    with mock_aws():
-        storage._client.cache_clear()
-        s3 = boto3.client("s3")
-        for bucket in (SOURCE, OUTPUT, "someone-else"):
-            s3.create_bucket(Bucket=bucket)
-        sys.modules.pop("amaas.handlers.batch_job", None)
-        handler = importlib.import_module("amaas.handlers.batch_job").handler
+def stack(deployed_machine: Deployed, artifact: Path) -> Iterator[Stack]:
+    with job_function(artifact, {}) as (s3, module):
+        handler = module.handler
         invocations: list[list[str]] = []
 
         def invoke(function: str, payload: Any) -> Any:
@@ -103,8 +90,6 @@ def stack(deployed_machine: Deployed, artifact: Path, monkeypatch: pytest.Monkey
         )
         built = Stack(s3, machine, handler, invocations, lambda keys: None)
         yield built
-        sys.modules.pop("amaas.handlers.batch_job", None)
-        storage._client.cache_clear()
 
 
 def image(i: int) -> bytes:

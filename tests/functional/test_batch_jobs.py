@@ -5,9 +5,7 @@ re-run that redoes exactly what is missing."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,10 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from amaas import storage
 from amaas.artifact.model import Model
@@ -26,10 +22,10 @@ from amaas.batch.distributed_map import BatchIncompleteError, InvalidBatchError
 from amaas.batch.results import job_result_key
 from amaas.errors import UpstreamError
 from amaas_export.data import synthetic
-from tests.helpers import LambdaContext, encode_image
+from tests.helpers import JOB_OUTPUT, JOB_SOURCE, Deadline, LambdaContext, encode_image, job_function
 from tests.stepfunctions import listed_items
 
-SOURCE, OUTPUT, SCOPE = "amaas-photos", "amaas-batch-jobs", "albums/"
+SOURCE, OUTPUT, SCOPE = JOB_SOURCE, JOB_OUTPUT, "albums/"
 MAX_BYTES = 100_000  # the job function's largest image here (AMAAS_MAX_S3_IMAGE_BYTES)
 LONGEST = SCOPE + "k" * (1024 - len(SCOPE))  # a result key cannot just add ".json" to this one
 KEYS = [
@@ -76,17 +72,7 @@ class Job:
 
 @pytest.fixture
 def job(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Job]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AMAAS_MODEL_DIR", str(artifact))
-    monkeypatch.setenv("AMAAS_S3_BUCKETS", SOURCE)  # as template.yaml sets it: the job source bucket
-    monkeypatch.setenv("AMAAS_MAX_S3_IMAGE_BYTES", str(MAX_BYTES))
-    with mock_aws():
-        storage._client.cache_clear()
-        s3 = boto3.client("s3")
-        for bucket in (SOURCE, OUTPUT, "someone-else"):
-            s3.create_bucket(Bucket=bucket)
-        sys.modules.pop("amaas.handlers.batch_job", None)
-        module = importlib.import_module("amaas.handlers.batch_job")
+    with job_function(artifact, {"AMAAS_MAX_S3_IMAGE_BYTES": str(MAX_BYTES)}) as (s3, module):
         recorded = Job(s3, module.handler, module.model)
         real_fetch, real_put = storage.fetch, storage.put
 
@@ -101,8 +87,6 @@ def job(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Job]:
         monkeypatch.setattr(storage, "fetch", counting_fetch)
         monkeypatch.setattr(storage, "put", counting_put)
         yield recorded
-        sys.modules.pop("amaas.handlers.batch_job", None)
-        storage._client.cache_clear()
 
 
 def image(i: int) -> bytes:
@@ -233,18 +217,6 @@ def test_a_transient_s3_failure_fails_the_batch_after_writing_the_rest_and_the_r
     job.writes.clear()
     assert job.run(items) == {"images": 6, "classified": 1, "errors": 0, "skipped": 5, "folders": 0}
     assert set(result_writes(job)) == {job_result_key("results/job1/", keys[3])}
-
-
-class Deadline(LambdaContext):
-    """A context whose remaining time runs out after a number of checks."""
-
-    def __init__(self, checks: int) -> None:
-        super().__init__()
-        self.checks = checks
-
-    def get_remaining_time_in_millis(self) -> int:
-        self.checks -= 1
-        return 60_000 if self.checks >= 0 else 1_000
 
 
 def test_a_batch_stops_before_its_deadline_and_the_retry_finishes_it(job: Job) -> None:

@@ -11,19 +11,13 @@ from typing import Any
 
 from amaas import memory, snapstart, storage
 from amaas.batch.distributed_map import parse_batch, process_batch
-from amaas.errors import ModelUnavailableError
 from amaas.observability import logger, tracer
-from amaas.serving import serving_model
+from amaas.serving import init_model
 from amaas.settings import Settings
 
 memory.configure_allocator()  # before the model and the first batch allocate
 settings = Settings.from_env()
-model = serving_model(settings)
-try:
-    model.load()
-except ModelUnavailableError as exc:
-    # every batch fails and is counted failed by the map run: the job stops at its failure threshold, loudly
-    logger.error("model not loaded at init", extra={"reason": exc.message})
+model = init_model(settings)
 snapstart.register(storage._client)
 
 
