@@ -9,9 +9,9 @@ with the Distributed Map semantics its correctness depends on, against real code
   ItemBatcher (MaxItemsPerBatch[Path], MaxInputBytesPerBatch, BatchInput), MaxConcurrency[Path],
   ToleratedFailurePercentage[Path], one child execution per batch with the map run's item and execution
   counters, and the ResultWriter's manifest and SUCCEEDED/FAILED files;
-* the API calls `amaas batch` makes (StartExecution, DescribeExecution, ListMapRuns, DescribeMapRun,
-  ListTagsForResource), also over HTTP in AWS's JSON protocol, so boto3 clients reach it with
-  ``AWS_ENDPOINT_URL_SFN``.
+* the API calls `amaas batch` makes (``tests.stepfunctions.api``: StartExecution, DescribeExecution,
+  ListMapRuns, DescribeMapRun, ListTagsForResource), also over HTTP in AWS's JSON protocol, so boto3 clients
+  reach it with ``AWS_ENDPOINT_URL_SFN``.
 
 Anything outside that subset raises ``NotImplementedError`` rather than being skipped. Child executions run one
 at a time (the handler's own concurrency is what is under test); retry waits are recorded, not slept.
@@ -19,32 +19,24 @@ at a time (the handler's own concurrency is what is under test); retry waits are
 
 from __future__ import annotations
 
-import copy
 import csv
 import gzip
 import io
 import json
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.stepfunctions import api
+from tests.stepfunctions.asl import StatesError, catches, csv_rows, evaluate, matches, path, place, state_field
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 DEFAULT_MAX_BATCH_BYTES = 256 * 1024
-
-
-class StatesError(Exception):
-    """A state's failure: ``error`` is what Retry and Catch match (``States.Runtime``, ``UpstreamError``...)."""
-
-    def __init__(self, error: str, cause: str = "") -> None:
-        super().__init__(f"{error}: {cause}")
-        self.error, self.cause = error, cause
 
 
 class LambdaError(StatesError):
@@ -117,6 +109,16 @@ class LocalStepFunctions:
         self.invocations = 0
 
     # ------------------------------------------------------------------ the API
+    def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        """One API call in AWS's JSON shapes (``tests.stepfunctions.api``)."""
+        return api.call(self, operation, request)
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        """The API over HTTP; yields the endpoint URL."""
+        with api.serve(self) as url:
+            yield url
+
     def start_execution(self, name: str, input: str) -> Execution:
         arn = self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
         if arn in self.executions:
@@ -146,77 +148,6 @@ class LocalStepFunctions:
         execution.stopped = time.time()
         execution.done.set()
 
-    def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
-        """One API call in AWS's JSON shapes."""
-        if operation == "StartExecution":
-            if request["stateMachineArn"] != self.arn:
-                raise StatesError(
-                    "StateMachineDoesNotExist", f"State Machine Does Not Exist: '{request['stateMachineArn']}'"
-                )
-            execution = self.start_execution(request.get("name") or str(uuid.uuid4()), request.get("input", "{}"))
-            return {"executionArn": execution.arn, "startDate": execution.started}
-        if operation == "DescribeExecution":
-            e = self._execution(request["executionArn"])
-            answer = {"executionArn": e.arn, "stateMachineArn": self.arn, "name": e.name, "status": e.status,
-                      "startDate": e.started, "input": e.input}  # fmt: skip
-            optional = {"stopDate": e.stopped, "output": e.output, "error": e.error, "cause": e.cause}
-            return answer | {k: v for k, v in optional.items() if v is not None}
-        if operation == "ListMapRuns":
-            e = self._execution(request["executionArn"])
-            runs = [{"executionArn": e.arn, "mapRunArn": r.arn, "stateMachineArn": self.arn, "startDate": r.started}
-                    | ({"stopDate": r.stopped} if r.stopped else {}) for r in e.map_runs]  # fmt: skip
-            return {"mapRuns": runs}
-        if operation == "DescribeMapRun":
-            run = next((r for e in self.executions.values() for r in e.map_runs if r.arn == request["mapRunArn"]), None)
-            if run is None:
-                raise StatesError("ResourceNotFound", f"Map Run Does Not Exist: '{request['mapRunArn']}'")
-            return {"mapRunArn": run.arn, "executionArn": run.execution_arn, "status": run.status,
-                    "startDate": run.started, "maxConcurrency": run.max_concurrency,
-                    "toleratedFailurePercentage": run.tolerated_failure_percentage, "toleratedFailureCount": 0,
-                    "itemCounts": dict(run.items), "executionCounts": dict(run.executions),
-                    "redriveCount": 0} | ({"stopDate": run.stopped} if run.stopped else {})  # fmt: skip
-        if operation == "ListTagsForResource":
-            if request["resourceArn"] != self.arn:
-                raise StatesError("ResourceNotFound", f"Resource not found: '{request['resourceArn']}'")
-            return {"tags": [{"key": k, "value": v} for k, v in self.tags.items()]}
-        raise NotImplementedError(f"Step Functions API {operation}")
-
-    def _execution(self, arn: str) -> Execution:
-        if arn not in self.executions:
-            raise StatesError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
-        return self.executions[arn]
-
-    @contextmanager
-    def serve(self) -> Iterator[str]:
-        """The API over HTTP (AWS JSON 1.0, as boto3 speaks it to Step Functions); yields the endpoint URL."""
-        machine = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                operation = self.headers["X-Amz-Target"].split(".", 1)[1]
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-                try:
-                    status, answer = 200, machine.call(operation, request)
-                except StatesError as exc:
-                    status, answer = 400, {"__type": exc.error, "message": exc.cause}
-                body = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-
     # ------------------------------------------------------------------ the interpreter
     def _run(self, machine: dict[str, Any], data: Any, context: dict[str, Any], execution: Execution) -> Any:
         name = machine["StartAt"]
@@ -225,7 +156,7 @@ class LocalStepFunctions:
             self.visited.add(name)
             kind = state["Type"]
             if kind == "Choice":
-                name = next((c["Next"] for c in state["Choices"] if _matches(c, data)), state.get("Default"))
+                name = next((c["Next"] for c in state["Choices"] if matches(c, data)), state.get("Default"))
                 if name is None:
                     raise StatesError("States.NoChoiceMatched", "no choice rule matched and there is no Default")
                 continue
@@ -244,7 +175,7 @@ class LocalStepFunctions:
                 raise NotImplementedError(f"state type {kind}")
             if "ResultSelector" in state:
                 result = evaluate(state["ResultSelector"], result, context)
-            data = path(state.get("OutputPath", "$"), _place(data, state.get("ResultPath", "$"), result), context)
+            data = path(state.get("OutputPath", "$"), place(data, state.get("ResultPath", "$"), result), context)
             if state.get("End"):
                 return data
             name = state["Next"]
@@ -261,7 +192,7 @@ class LocalStepFunctions:
                 return {"ExecutedVersion": "$LATEST", "Payload": payload, "StatusCode": 200}
             except LambdaError as exc:
                 index, retrier = next(
-                    ((i, r) for i, r in enumerate(state.get("Retry", [])) if _catches(r["ErrorEquals"], exc.error)),
+                    ((i, r) for i, r in enumerate(state.get("Retry", [])) if catches(r["ErrorEquals"], exc.error)),
                     (-1, None),
                 )
                 if retrier is None or attempts.get(index, 0) >= retrier.get("MaxAttempts", 3):
@@ -279,8 +210,8 @@ class LocalStepFunctions:
         run = MapRun(
             arn=f"arn:aws:states:{REGION}:{ACCOUNT}:mapRun:{execution.arn.split(':')[-2]}/{name}:{uuid.uuid4()}",
             execution_arn=execution.arn,
-            max_concurrency=int(_field(state, "MaxConcurrency", data, context, 0)),
-            tolerated_failure_percentage=float(_field(state, "ToleratedFailurePercentage", data, context, 0)),
+            max_concurrency=int(state_field(state, "MaxConcurrency", data, context, 0)),
+            tolerated_failure_percentage=float(state_field(state, "ToleratedFailurePercentage", data, context, 0)),
             items=_counts(len(items)),
             executions=_counts(len(batches)),
         )
@@ -335,7 +266,7 @@ class LocalStepFunctions:
                 raise StatesError("States.ItemReaderFailed", "the JSON file does not hold an array")
             return items
         if kind == "CSV":
-            return _csv_rows(body.decode(), config)
+            return csv_rows(body.decode(), config)
         if kind == "MANIFEST":
             manifest = json.loads(body)
             bucket = manifest["destinationBucket"].removeprefix("arn:aws:s3:::")
@@ -353,7 +284,7 @@ class LocalStepFunctions:
         """Each child's input and how many items it holds."""
         if batcher is None:
             return [(item, 1) for item in items]
-        most = int(_field(batcher, "MaxItemsPerBatch", data, context, len(items) or 1))
+        most = int(state_field(batcher, "MaxItemsPerBatch", data, context, len(items) or 1))
         most_bytes = int(batcher.get("MaxInputBytesPerBatch", DEFAULT_MAX_BATCH_BYTES))
         batch_input = evaluate(batcher.get("BatchInput", {}), data, context)
         batches: list[list[Any]] = [[]]
@@ -397,133 +328,3 @@ def listed_items(s3: Any, **parameters: Any) -> list[dict[str, Any]]:
                    "Size": o["Size"], "StorageClass": o.get("StorageClass", "STANDARD")}
                   for o in page.get("Contents", [])]  # fmt: skip
     return items
-
-
-# ---------------------------------------------------------------------- paths, templates, choice rules
-
-
-def path(expression: str, data: Any, context: dict[str, Any]) -> Any:
-    """``$``, ``$.a.b`` and ``$$.a.b`` (the context object); a missing field is States.Runtime, as on AWS."""
-    if expression == "$":
-        return data
-    if expression.startswith("$$."):
-        node, rest = context, expression[3:]
-    elif expression.startswith("$."):
-        node, rest = data, expression[2:]
-    else:
-        raise NotImplementedError(f"path {expression}")
-    for part in rest.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise StatesError("States.Runtime", f"The JSONPath '{expression}' could not be found in the input")
-        node = node[part]
-    return node
-
-
-def _present(expression: str, data: Any) -> bool:
-    try:
-        path(expression, data, {})
-    except StatesError:
-        return False
-    return True
-
-
-def _place(data: Any, result_path: str | None, result: Any) -> Any:
-    if result_path == "$":
-        return result
-    if result_path is None:
-        return data
-    if not result_path.startswith("$.") or not isinstance(data, dict):
-        raise NotImplementedError(f"ResultPath {result_path}")
-    placed = copy.deepcopy(data)
-    node = placed
-    *parents, last = result_path[2:].split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = result
-    return placed
-
-
-def evaluate(template: Any, data: Any, context: dict[str, Any]) -> Any:
-    """A payload template: keys ending in ``.$`` take a path or an intrinsic function; the rest are literal."""
-    if isinstance(template, dict):
-        return {
-            k.removesuffix(".$"): _expression(v, data, context) if k.endswith(".$") else evaluate(v, data, context)
-            for k, v in template.items()
-        }
-    if isinstance(template, list):
-        return [evaluate(v, data, context) for v in template]
-    return template
-
-
-_INTRINSIC = re.compile(r"^(States\.\w+)\((.*)\)$", re.DOTALL)
-_ARGUMENT = re.compile(r"\s*(?:'((?:[^'\\]|\\.)*)'|(\$\$?[^,\s]*))\s*(?:,|$)")
-
-
-def _expression(expression: str, data: Any, context: dict[str, Any]) -> Any:
-    call = _INTRINSIC.match(expression)
-    if call is None:
-        return path(expression, data, context)
-    function, raw = call.groups()
-    arguments: list[Any] = []
-    position = 0
-    while position < len(raw):
-        argument = _ARGUMENT.match(raw, position)
-        if argument is None:
-            raise NotImplementedError(f"intrinsic arguments {raw!r}")
-        literal, reference = argument.groups()
-        arguments.append(re.sub(r"\\(.)", r"\1", literal) if literal is not None else path(reference, data, context))
-        position = argument.end()
-    if function == "States.StringToJson":
-        return json.loads(arguments[0])
-    if function == "States.Format":
-        template, *values = arguments
-        pieces = template.split("{}")
-        if len(pieces) != len(values) + 1:
-            raise StatesError("States.IntrinsicFailure", f"{function}: arguments do not match the template")
-        return pieces[0] + "".join(str(value) + piece for value, piece in zip(values, pieces[1:], strict=True))
-    raise NotImplementedError(f"intrinsic {function}")
-
-
-def _matches(rule: dict[str, Any], data: Any) -> bool:
-    if "And" in rule:
-        return all(_matches(r, data) for r in rule["And"])  # short-circuits, as AWS's evaluation does
-    if "Or" in rule:
-        return any(_matches(r, data) for r in rule["Or"])
-    if "Not" in rule:
-        return not _matches(rule["Not"], data)
-    variable = rule["Variable"]
-    if "IsPresent" in rule:
-        return _present(variable, data) == rule["IsPresent"]
-    value = path(variable, data, {})
-    if "StringEquals" in rule:
-        return isinstance(value, str) and value == rule["StringEquals"]
-    if "StringMatches" in rule:
-        return isinstance(value, str) and _wildcard(rule["StringMatches"]).fullmatch(value) is not None
-    raise NotImplementedError(f"choice rule {sorted(rule)}")
-
-
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    """StringMatches: ``*`` is any run of characters, ``\\*`` a literal star."""
-    parts = re.split(r"(\\\*|\*)", pattern)
-    return re.compile("".join(".*" if p == "*" else re.escape("*" if p == "\\*" else p) for p in parts), re.DOTALL)
-
-
-def _catches(errors: list[str], error: str) -> bool:
-    return error in errors or "States.ALL" in errors or ("States.TaskFailed" in errors and error != "States.Timeout")
-
-
-def _field(state: dict[str, Any], name: str, data: Any, context: dict[str, Any], default: Any) -> Any:
-    if name in state:
-        return state[name]
-    if f"{name}Path" in state:
-        return path(state[f"{name}Path"], data, context)
-    return default
-
-
-def _csv_rows(text: str, config: dict[str, Any]) -> list[dict[str, str]]:
-    rows = list(csv.reader(io.StringIO(text)))
-    if config.get("CSVHeaderLocation", "FIRST_ROW") == "FIRST_ROW":
-        header, rows = rows[0], rows[1:]
-    else:
-        header = config["CSVHeaders"]
-    return [dict(zip(header, row, strict=False)) for row in rows if row]
