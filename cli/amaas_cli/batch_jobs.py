@@ -33,6 +33,8 @@ TAG_OUTPUT = "amaas:job-output"
 # Step Functions execution names: 1-80 characters, none of whitespace, brackets, wildcards or these
 _EXECUTION_NAME = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/]{1,80}")
 BAR_WIDTH = 40
+# arn:<partition>:states:<region>:<account>:<stateMachine|execution>:<name>[:<execution name>]
+_ARN = re.compile(r"arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:(stateMachine|execution):[^:\s]+(:[^:\s]+)?")
 
 
 class JobError(Exception):
@@ -108,12 +110,15 @@ def main(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        sfn = boto3.client("stepfunctions")
+        # the ARN names the region: no AWS configuration is needed beyond credentials
+        arn = _state_machine(args) if args.batch_command == "start" else _job_arn(args)
+        region = arn.split(":")[3]
+        sfn = boto3.client("stepfunctions", region_name=region)
         if args.batch_command == "start":
             return start(args, sfn)
         if args.batch_command == "status":
             return status(args, sfn)
-        return results(args, sfn, boto3.client("s3"))
+        return results(args, sfn, boto3.client("s3", region_name=region))
     except JobError as exc:
         print(f"amaas batch {args.batch_command}: {exc}", file=sys.stderr)
         return 2
@@ -299,8 +304,8 @@ def _state_machine(args: argparse.Namespace) -> str:
     machine = args.state_machine or os.environ.get(ENV_STATE_MACHINE)
     if not machine:
         raise JobError(f"give --state-machine (the stack's BatchJobStateMachineArn output) or set {ENV_STATE_MACHINE}")
-    if ":stateMachine:" not in machine:
-        raise JobError(f"{machine} is not a state machine ARN")
+    if not _ARN.fullmatch(machine) or machine.split(":")[5] != "stateMachine":
+        raise JobError(f"{machine} is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)")
     return str(machine)
 
 
@@ -308,7 +313,9 @@ def _job_arn(args: argparse.Namespace) -> str:
     """A job id is its execution ARN; a bare name is looked up under the state machine."""
     job: str = args.job
     if job.startswith("arn:"):
-        if ":execution:" not in job:
+        if not _ARN.fullmatch(job) or job.split(":")[5] != "execution" or job.count(":") != 7:
             raise JobError(f"{job} is not a job id (an execution ARN)")
         return job
+    if not _EXECUTION_NAME.fullmatch(job):
+        raise JobError(f"{job!r} is neither a job id (an execution ARN) nor a job name")
     return _state_machine(args).replace(":stateMachine:", ":execution:", 1) + f":{job}"

@@ -291,6 +291,14 @@ def test_the_cli_starts_a_job_shows_its_progress_and_gathers_its_results(
         assert main(["batch", "start", "--bucket", "someone-else", "--prefix", SCOPE]) == 2
         assert "read only bucket amaas-photos" in capsys.readouterr().err
         assert not stack.sfn.executions
+        # nor is a job id or state machine that is not one asked about
+        assert main(["batch", "status", "arn:aws:states:us-east-1:123456789012:stateMachine:x"]) == 2
+        assert main(["batch", "status", "job1", "--state-machine", "amaas-batch-job"]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            "amaas batch status: arn:aws:states:us-east-1:123456789012:stateMachine:x is not a job id (an execution ARN)",
+            "amaas batch status: amaas-batch-job is not a state machine ARN "
+            "(arn:aws:states:<region>:<account>:stateMachine:<name>)",
+        ]
 
         # WHEN it is started on the stack's folder
         assert main(["batch", "start", "--bucket", SOURCE, "--prefix", SCOPE, "--name", "photos-2026"]) == 0
