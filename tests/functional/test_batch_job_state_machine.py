@@ -295,7 +295,8 @@ def test_the_cli_starts_a_job_shows_its_progress_and_gathers_its_results(
         assert main(["batch", "status", "arn:aws:states:us-east-1:123456789012:stateMachine:x"]) == 2
         assert main(["batch", "status", "job1", "--state-machine", "amaas-batch-job"]) == 2
         assert capsys.readouterr().err.splitlines() == [
-            "amaas batch status: arn:aws:states:us-east-1:123456789012:stateMachine:x is not a job id (an execution ARN)",
+            "amaas batch status: arn:aws:states:us-east-1:123456789012:stateMachine:x is not a job id "
+            "(an execution ARN)",
             "amaas batch status: amaas-batch-job is not a state machine ARN "
             "(arn:aws:states:<region>:<account>:stateMachine:<name>)",
         ]
