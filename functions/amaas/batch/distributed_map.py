@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_plus
@@ -169,6 +169,7 @@ def process_batch(
     written: list[dict[str, Any]] = []
     failed: list[_Failed] = []
     reached = 0
+    writing: list[tuple[_Pending, dict[str, Any], Future[None]]] = []
     storage._client()  # made once here: boto3 must not build the shared client from several threads at once
     with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="s3") as pool:
         ahead = [pool.submit(_prepare, batch, listed, identity, settings) for listed in chunks[0]] if chunks else []
@@ -188,17 +189,12 @@ def process_batch(
                 if isinstance(p, _Skipped):
                     counts["skipped" if p.reason == "done" else "folders"] += 1
             results = classify(model, [p.item for p in pending], settings.default_top_k)
-            writes = [pool.submit(_write, batch, p, result) for p, result in zip(pending, results, strict=True)]
-            for p, result, write in zip(pending, results, writes, strict=True):
-                try:
-                    write.result()
-                except UpstreamError as exc:
-                    failed.append(_Failed(p.item.key, exc))
-                    continue
-                written.append(result)
-                counts["classified" if result["status"] == "ok" else "errors"] += 1
+            # the previous chunk's writes were in flight while this one was classified
+            _settle(writing, written, failed, counts)
+            writing = [(p, r, pool.submit(_write, batch, p, r)) for p, r in zip(pending, results, strict=True)]
             reached += len(prepared)
             slowest_ms = max(slowest_ms, (time.perf_counter() - started) * 1000)
+        _settle(writing, written, failed, counts)
     _write_summary_part(batch, written)
     logger.info("job batch done", extra={"job": batch.job, **counts, "transient_failures": len(failed)})
     if failed:
@@ -211,6 +207,23 @@ def process_batch(
             f"time ran short: {len(batch.objects) - reached} of {len(batch.objects)} images left for the retry"
         )
     return counts
+
+
+def _settle(
+    writing: Sequence[tuple[_Pending, dict[str, Any], Future[None]]],
+    written: list[dict[str, Any]],
+    failed: list[_Failed],
+    counts: dict[str, int],
+) -> None:
+    """Waits for a chunk's result writes and counts them: written, or failed for the retry."""
+    for pending, result, write in writing:
+        try:
+            write.result()
+        except UpstreamError as exc:
+            failed.append(_Failed(pending.item.key, exc))
+            continue
+        written.append(result)
+        counts["classified" if result["status"] == "ok" else "errors"] += 1
 
 
 def _prepare(batch: ItemBatch, listed: Listed, model: dict[str, str], settings: Settings) -> _Prepared:
