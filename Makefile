@@ -11,7 +11,7 @@ MODEL_DIR ?= dist/model
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo export build test browser lint format bench bench-export bench-lambda fuzz deploy clean
+.PHONY: setup demo export build test browser lint format bench bench-export bench-lambda bench-batch fuzz deploy clean
 
 setup: $(VENV)/.installed
 
@@ -71,6 +71,12 @@ FUZZ_COUNT ?= 10000
 FUZZ_SEED ?= 0
 fuzz: setup
 	$(BIN)/python tests/fuzz/fuzz_images.py --count $(FUZZ_COUNT) --seed $(FUZZ_SEED) --jobs 2
+
+## bench-batch: a batch job's cost and time for 1M and 10M images (README table), and `batch run --workers 2`
+## against --workers 1 (both need an exported model in dist/model)
+bench-batch: setup
+	$(BIN)/python tests/bench/bench_batch_cost.py
+	$(BIN)/python tests/bench/bench_batch_local.py
 
 ## bench-lambda: cold start, warm duration and slowest imports of the built ApiFunction (after `make build`)
 bench-lambda: setup

@@ -1,9 +1,14 @@
-"""Shared test helpers: API Gateway events from tests/events/ and a Lambda context."""
+"""Shared test helpers: API Gateway events from tests/events/, a Lambda context, and the batch job function in
+moto's S3."""
 
 from __future__ import annotations
 
 import base64
+import importlib
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,18 @@ class LambdaContext:
         return 25_000
 
 
+class Deadline(LambdaContext):
+    """A Lambda context whose remaining time runs out after a number of checks."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.checks = checks
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.checks -= 1
+        return 60_000 if self.checks >= 0 else 1_000
+
+
 def encode_image(image: Any, fmt: str = "PNG", **options: Any) -> bytes:
     """A PIL image encoded in memory."""
     import io
@@ -62,3 +79,35 @@ def changed_by_training(model: Any) -> set[str]:
     train(model, dataset.train, dataset.test, prep, epochs=1, batch_size=32, learning_rate=0.01, seed=0, report=print)
     after = model.state_dict()
     return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+# The job function's source bucket (the stack's JobSourceBucket), its output bucket, and a bucket it may not read
+JOB_SOURCE, JOB_OUTPUT, ELSEWHERE = "amaas-photos", "amaas-batch-jobs", "someone-else"
+
+
+@contextmanager
+def job_function(artifact: Path, env: dict[str, str]) -> Iterator[tuple[Any, Any]]:
+    """moto's S3 with the job buckets, and ``amaas.handlers.batch_job`` imported as Lambda imports it, with the
+    environment template.yaml sets plus ``env``; yields an S3 client and the handler module."""
+    import boto3
+    import pytest
+    from moto import mock_aws
+
+    from amaas import storage
+
+    with pytest.MonkeyPatch.context() as patch, mock_aws():
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AMAAS_MODEL_DIR", str(artifact))
+        patch.setenv("AMAAS_S3_BUCKETS", JOB_SOURCE)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        storage._client.cache_clear()
+        s3 = boto3.client("s3")
+        for bucket in (JOB_SOURCE, JOB_OUTPUT, ELSEWHERE):
+            s3.create_bucket(Bucket=bucket)
+        sys.modules.pop("amaas.handlers.batch_job", None)
+        try:
+            yield s3, importlib.import_module("amaas.handlers.batch_job")
+        finally:
+            sys.modules.pop("amaas.handlers.batch_job", None)
+            storage._client.cache_clear()

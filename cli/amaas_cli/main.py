@@ -31,14 +31,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--out", type=Path, help="results folder (default: <folder>-results)")
     run.add_argument("--model-dir", type=Path, help="artifact directory (default: $AMAAS_MODEL_DIR or dist/model)")
     run.add_argument("--top-k", type=int, default=3)
+    run.add_argument(
+        "--workers", type=_workers, default=1, help="processes, each with its own model (0: one per core; default 1)"
+    )
     submit = jobs.add_parser("submit", help="upload a folder to the batch bucket (S3 -> SQS -> Lambda)")
     submit.add_argument("folder", type=Path)
     submit.add_argument("--bucket", required=True, help="the stack's BatchBucketName output")
     submit.add_argument("--prefix", help="job name under incoming/ (default: <folder>-<UTC time>)")
     results = jobs.add_parser("results", help="gather a job's results into one table and its summary.jsonl")
-    results.add_argument("--bucket", required=True)
-    results.add_argument("--prefix", required=True, help="the job name submit printed")
+    results.add_argument("--bucket")
+    results.add_argument("--prefix", help="the job name submit printed")
     results.add_argument("--out", type=Path, help="also write the results as JSON lines")
+    from amaas_cli import batch_jobs  # `start`, `status` and `results JOB`: Step Functions jobs (local tools)
+
+    batch_jobs.add_results_arguments(results)
+    batch_jobs.add_parsers(jobs)
 
     # Everything after `lambda` is parsed by amaas_cli, imported only when used (it is not in the Lambda bundle).
     local_lambda = commands.add_parser(
@@ -62,23 +69,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return local.demo(args.model_dir, host=args.host, port=args.port, threads=args.threads, samples=args.samples)
 
 
+def _workers(text: str) -> int:
+    if not text.isdecimal():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of worker processes (0 or more)")
+    return int(text)
+
+
 def _batch(args: argparse.Namespace) -> int:
     from amaas_cli import jobs
+
+    if args.batch_command in ("start", "status") or (args.batch_command == "results" and args.job):
+        from amaas_cli import batch_jobs
+
+        return batch_jobs.main(args)
+    if args.batch_command == "results" and not (args.bucket and args.prefix):
+        print("amaas batch results: give a job id, or --bucket and --prefix", file=sys.stderr)
+        return 2
 
     if args.batch_command == "run":
         from amaas.errors import ModelUnavailableError
         from amaas.serving import serving_model
-        from amaas_cli.batch_local import run_local
+        from amaas_cli.batch_local import run_local, run_parallel, worker_count
         from amaas_cli.serve import local_settings
 
         if not args.folder.is_dir():
             print(f"amaas batch run: {args.folder} is not a folder", file=sys.stderr)
             return 2
         settings = local_settings(args.model_dir, None)
-        model = serving_model(settings)
         out = args.out or args.folder.with_name(args.folder.name + "-results")
+        workers = worker_count(args.workers)
         try:
-            results = run_local(model, args.folder, out, args.top_k)
+            if workers == 1:
+                results = run_local(serving_model(settings), args.folder, out, args.top_k)
+            else:
+                results = run_parallel(settings, args.folder, out, args.top_k, workers)
         except ModelUnavailableError as exc:
             print(f"amaas batch run: cannot load {settings.model_dir}: {exc.message}", file=sys.stderr)
             return 2

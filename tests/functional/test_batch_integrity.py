@@ -22,7 +22,7 @@ from amaas.artifact.model import Model
 from amaas.batch import result_key
 from amaas_cli.main import main
 from amaas_export.data import synthetic
-from tests.helpers import LambdaContext, encode_image
+from tests.helpers import Deadline, LambdaContext, encode_image
 
 BUCKET = "amaas-batch-keys"
 LONGEST = "incoming/job/" + "k" * (1024 - len("incoming/job/"))
@@ -61,7 +61,7 @@ def batch(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Batch]:
         s3.create_bucket(Bucket=BUCKET)
         sys.modules.pop("amaas.handlers.batch", None)
         module = importlib.import_module("amaas.handlers.batch")
-        yield Batch(s3, module.handler, module.classifier)
+        yield Batch(s3, module.handler, module.model)
         sys.modules.pop("amaas.handlers.batch", None)
         storage._client.cache_clear()
 
@@ -151,18 +151,6 @@ def test_an_older_notification_for_an_overwritten_key_reads_the_bytes_now_there(
     # THEN the answer and the ETag both describe the bytes that were read
     result = stored_result(batch, key)
     assert result["etag"] == current["ETag"] and result["predictions"][0]["label"] == top1(batch, image(3))
-
-
-class Deadline(LambdaContext):
-    """A Lambda context whose remaining time runs out after a number of checks."""
-
-    def __init__(self, checks: int) -> None:
-        super().__init__()
-        self.checks = checks
-
-    def get_remaining_time_in_millis(self) -> int:
-        self.checks -= 1
-        return 60_000 if self.checks >= 0 else 1_000
 
 
 def test_one_image_exhausting_memory_or_time_costs_only_its_own_result(

@@ -4,6 +4,8 @@ translator does not do this itself, so the tests do it for a given set of parame
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 _NO_VALUE = {"Ref": "AWS::NoValue"}
@@ -54,3 +56,37 @@ def resolve(template: dict[str, Any], overrides: dict[str, Any] | None = None) -
     if isinstance(transforms, list):
         resolved["Transform"] = next(t for t in transforms if t != "AWS::LanguageExtensions")
     return resolved
+
+
+def deployed(node: Any, values: dict[str, str]) -> Any:
+    """A transformed template's value as CloudFormation resolves it at deploy time, for the intrinsics the job
+    resources use: ``Ref`` and ``Fn::GetAtt`` (looked up in ``values`` as ``Name`` and ``Name.Attribute``, with
+    parameters and pseudo parameters among them) and ``Fn::Sub`` in both its forms."""
+    if isinstance(node, dict) and len(node) == 1:
+        (function, args), *_ = node.items()
+        if function == "Ref":
+            return values[args]
+        if function == "Fn::GetAtt":
+            return values[".".join(args)]
+        if function == "Fn::Sub":
+            text, variables = (args, {}) if isinstance(args, str) else args
+            local = {**values, **{k: deployed(v, values) for k, v in variables.items()}}
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(local[m.group(1)]), text)
+    if isinstance(node, dict):
+        return {k: deployed(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [deployed(v, values) for v in node]
+    return node
+
+
+def state_machine_definition(resource: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """What Step Functions receives for a transformed ``AWS::StepFunctions::StateMachine``: SAM's
+    ``DefinitionString`` (an ``Fn::Join`` of JSON lines) with every ``DefinitionSubstitutions`` placeholder
+    replaced by its deployed value."""
+    properties = resource["Properties"]
+    separator, lines = properties["DefinitionString"]["Fn::Join"]
+    text = separator.join(lines)
+    for name, value in deployed(properties.get("DefinitionSubstitutions", {}), values).items():
+        text = text.replace("${" + name + "}", str(value))
+    definition: dict[str, Any] = json.loads(text)
+    return definition

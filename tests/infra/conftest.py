@@ -60,3 +60,28 @@ def transformed_iam() -> dict[str, Any]:
 
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+# The job resources exist only with a source bucket; these are the values the tests deploy them with.
+JOB_OVERRIDES = {"JobSourceBucket": "amaas-photos", "JobSourcePrefix": "albums/"}
+JOB_VALUES = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "amaas",
+    "BatchBucket": "amaas-batch-jobs",
+    "BatchJobFunction.Arn": "arn:aws:lambda:us-east-1:123456789012:function:amaas-batch-job",
+    "BatchJobLogGroup.Arn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/amaas-batch-job:*",
+}
+
+
+@pytest.fixture(scope="session")
+def transformed_jobs() -> dict[str, Any]:
+    """A deployment with batch jobs: a source bucket and folder, results in the stack's batch bucket."""
+    return translate(JOB_OVERRIDES)
+
+
+def job_values(template: dict[str, Any], overrides: dict[str, Any]) -> dict[str, str]:
+    """Every parameter (its default, or its override) and the job resources' deployed names, as text."""
+    parameters = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    return {**parameters, **{k: str(v) for k, v in overrides.items()}, **JOB_VALUES}

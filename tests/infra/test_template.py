@@ -190,6 +190,7 @@ def test_every_function_uses_its_own_role(transformed: dict[str, Any]) -> None:
     roles = {
         "ApiFunction": "ApiFunctionRole",
         "BatchFunction": "BatchFunctionRole",
+        "BatchJobFunction": "BatchJobFunctionRole",
         "PreTrafficHookFunction": "PreTrafficHookRole",
     }
 

@@ -120,11 +120,22 @@ def result_key(input_key: str) -> str:
     A key too long to extend within S3's 1,024 bytes gets ``results/<job>/<sha256 of the key>`` plus
     ``HASHED_SUFFIX``; the result inside still names the key in full.
     """
-    plain = OUTPUT_PREFIX + input_key.removeprefix(INPUT_PREFIX) + RESULT_SUFFIX
+    return _named(OUTPUT_PREFIX + input_key.removeprefix(INPUT_PREFIX), _job_prefix(job_of(input_key)), input_key)
+
+
+def job_result_key(output_prefix: str, source_key: str) -> str:
+    """A Step Functions job's result for one object: ``<output prefix><source key>.json``, the object's whole
+    key kept (jobs read any prefix, inventory or key list, so no part of it can be assumed), and the same
+    hashed name as ``result_key`` for keys too long to extend."""
+    return _named(output_prefix + source_key, output_prefix, source_key)
+
+
+def _named(stem: str, hashed_under: str, key: str) -> str:
+    plain = stem + RESULT_SUFFIX
     if len(plain.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES:
         return plain
-    digest = hashlib.sha256(input_key.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{_job_prefix(job_of(input_key))}{digest}{HASHED_SUFFIX}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{hashed_under}{digest}{HASHED_SUFFIX}"
 
 
 def is_result_key(key: str) -> bool:
@@ -146,13 +157,23 @@ def summary_key(job: str, results: Iterable[dict[str, Any]]) -> str:
     Summary keys end in ``.jsonl``, which no result key does, so an image under a folder named ``_summary``
     is still an image.
     """
+    return summary_part_under(_job_prefix(job), results)
+
+
+def summary_part_under(prefix: str, results: Iterable[dict[str, Any]]) -> str:
+    """``summary_key`` for results kept under ``prefix`` (a Step Functions job's output location)."""
     digest = hashlib.sha256("\n".join(sorted(f"{r['key']}@{r.get('etag')}" for r in results)).encode()).hexdigest()
-    return f"{_job_prefix(job)}{SUMMARY_DIR}/{digest[:32]}{SUMMARY_SUFFIX}"
+    return f"{prefix}{SUMMARY_DIR}/{digest[:32]}{SUMMARY_SUFFIX}"
 
 
 def job_summary_key(job: str) -> str:
     """``results/<job>/summary.jsonl``: every image of the job once, in key order."""
-    return f"{_job_prefix(job)}summary{SUMMARY_SUFFIX}"
+    return summary_under(_job_prefix(job))
+
+
+def summary_under(prefix: str) -> str:
+    """The one-line-per-image summary of the results kept under ``prefix``."""
+    return f"{prefix}summary{SUMMARY_SUFFIX}"
 
 
 def json_lines(results: Iterable[dict[str, Any]]) -> bytes:

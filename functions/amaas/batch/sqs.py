@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -32,6 +33,15 @@ from amaas.settings import Settings
 # Time kept back at the end of an invocation for writing summaries and answering, beyond the slowest message
 DEADLINE_RESERVE_MS = 3000
 WRITE_ATTEMPTS = 3
+
+
+class Unread(Enum):
+    """``write_result`` has not been given the stored result: it reads it."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ def process_sqs(
         receives = record.get("attributes", {}).get("ApproximateReceiveCount")
         try:
             announced = list(s3_objects(record["body"]))
-            items = [_fetch(a, settings) for a in announced]
+            items = [fetch_item(a, settings) for a in announced]
             for a, result in zip(announced, classify(model, items, settings.default_top_k), strict=True):
                 if write_result(a.obj.bucket, result):
                     written.setdefault((a.obj.bucket, job_of(a.obj.key)), []).append(result)
@@ -122,23 +132,37 @@ def process_sqs(
     return {"batchItemFailures": failures}
 
 
-def write_result(bucket: str, result: dict[str, Any]) -> bool:
+def write_result(
+    bucket: str,
+    result: dict[str, Any],
+    *,
+    key: str | None = None,
+    existing: tuple[bytes, str] | Unread | None = UNREAD,
+) -> bool:
     """Writes one image's result unless a newer upload's result is already there; returns whether it wrote.
 
     "Newer" is S3's event sequencer for the key. The write is conditional on the result it replaces (or on
     there being none), so a concurrent writer makes this one re-read and decide again.
 
+    Args:
+        key: Where the result goes; ``result_key`` of the image's key unless given (a Step Functions job's
+            results live under its own output prefix).
+        existing: The stored result (bytes and ETag, or ``None`` for none) if the caller has just read it, so
+            the first attempt does not read it again.
+
     Raises:
         UpstreamError: S3 failed, or kept changing under three attempts (the message is retried).
     """
-    key = result_key(result["key"])
+    key = key or result_key(result["key"])
     body = json.dumps(result).encode()
     for _ in range(WRITE_ATTEMPTS):
-        existing = storage.get_if_exists(bucket, key)
+        if isinstance(existing, Unread):
+            existing = storage.get_if_exists(bucket, key)
         if existing is not None and _newer(_sequencer(existing[0]), result.get("sequencer")):
             return False
         if storage.put(bucket, key, body, "application/json", only_over=existing[1] if existing else ""):
             return True
+        existing = UNREAD
     raise UpstreamError(f"the result for s3://{bucket}/{result['key']} kept changing while being written")
 
 
@@ -159,7 +183,7 @@ def _newer(existing: str | None, ours: str | None) -> bool:
     return existing.upper().rjust(width, "0") > ours.upper().rjust(width, "0")
 
 
-def _fetch(announced: Announced, settings: Settings) -> Item:
+def fetch_item(announced: Announced, settings: Settings) -> Item:
     """The image's bytes with their own ETag and version, or the permanent reason there are none (gone, too
     large, unreadable). Transient S3 failures raise, so the message is retried."""
     obj, sequencer = announced.obj, announced.sequencer

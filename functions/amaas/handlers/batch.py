@@ -10,19 +10,13 @@ from typing import Any
 
 from amaas import memory, snapstart, storage
 from amaas.batch.sqs import process_sqs
-from amaas.errors import ModelUnavailableError
 from amaas.observability import logger, tracer
-from amaas.serving import serving_model
+from amaas.serving import init_model
 from amaas.settings import Settings
 
 memory.configure_allocator()  # before the model and the first request allocate
 settings = Settings.from_env()
-model = serving_model(settings)
-try:
-    model.load()
-except ModelUnavailableError as exc:
-    # every message will fail and be retried, then reach the DLQ: loud, and nothing is lost
-    logger.error("model not loaded at init", extra={"reason": exc.message})
+model = init_model(settings)
 snapstart.register(storage._client)
 
 
