@@ -203,6 +203,8 @@ def _command(settings: dict[str, Any]) -> str:
     defaults = {"arch": "cifar-cnn", "data": "synthetic", "seed": 0, "quantize": "int8"}
     for key in (
         "from_onnx",
+        "from_keras",
+        "from_savedmodel",
         "labels_file",
         "arch",
         "data",

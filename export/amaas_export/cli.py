@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from amaas.artifact.manifest import INTERPOLATIONS
+from amaas.artifact.manifest import INTERPOLATIONS, LAYOUTS
 from amaas_export.config import (
     CALIBRATION_METHODS,
     FOLD_MODES,
@@ -45,7 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--num-classes", type=int, help="expected number of classes (checked against the data)")
     source.add_argument("--freeze-backbone", action=on_off, help="train only the classifier head")
     source.add_argument("--from-onnx", type=Path, help="an existing ONNX classifier: skip torch entirely")
-    source.add_argument("--labels", dest="labels_file", type=Path, help="with --from-onnx: class names, one per line")
+    source.add_argument(
+        "--from-keras", type=Path, help="a Keras model (.keras file), converted with tf2onnx (amaas[tensorflow])"
+    )
+    source.add_argument(
+        "--from-savedmodel", type=Path, help="a TensorFlow SavedModel directory, converted with tf2onnx"
+    )
+    source.add_argument(
+        "--labels", dest="labels_file", type=Path, help="class names, one per line (default: the data's classes)"
+    )
+    source.add_argument("--layout", choices=LAYOUTS, help="imported model's input layout (default: from its shape)")
 
     data = parser.add_argument_group("data and preprocessing")
     data.add_argument("--data", help="synthetic[:N] (default), imagefolder:PATH or cifar10:PATH")
@@ -54,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean")
     data.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std")
     data.add_argument("--channel-order", choices=("RGB", "BGR"))
+    data.add_argument(
+        "--scale",
+        type=_number,
+        help="imported model: pixels are multiplied by this before --mean/--std (default 1/255; 1 for a graph "
+        "that scales 0..255 pixels itself, as a Keras Rescaling layer does)",
+    )
     data.add_argument(
         "--interpolation", choices=INTERPOLATIONS, help="resize filter (default: the weights', or bilinear)"
     )
@@ -93,6 +108,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--out", type=Path, help="artifact directory (default dist/model)")
     output.add_argument("--name", help="model name (default <arch>-<data source>)")
     output.add_argument("--model-version", dest="version", help="model version (default: sha256 prefix)")
+
+
+def _number(text: str) -> float:
+    """A number or a fraction: ``1``, ``0.5``, ``1/255``."""
+    numerator, slash, denominator = text.partition("/")
+    try:
+        return float(numerator) / float(denominator) if slash else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number or a fraction: {text!r}") from None
 
 
 def build_config(args: argparse.Namespace) -> ExportConfig:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from amaas.artifact.manifest import INTERPOLATIONS
+from amaas.artifact.manifest import INTERPOLATIONS, LAYOUTS
 from amaas_export.errors import ConfigError
 
 DEFAULT_EPOCHS = 20
@@ -67,8 +67,9 @@ class ExportConfig:
     """Everything that decides what ``amaas export`` produces.
 
     Model source (one of): ``arch`` (``cifar-cnn``, a torchvision classifier, or ``package.module:Class``) with
-    optional ``weights`` (a state-dict file or a torchvision weights name such as ``IMAGENET1K_V1``); or
-    ``from_onnx`` (an existing ONNX classifier) with ``labels_file``.
+    optional ``weights`` (a state-dict file or a torchvision weights name such as ``IMAGENET1K_V1``); or an
+    imported model: ``from_onnx`` (an ONNX classifier), ``from_keras`` (a ``.keras`` file) or
+    ``from_savedmodel`` (a TensorFlow SavedModel directory), with ``labels_file`` or the data's class names.
 
     Attributes:
         data: Dataset spec, see ``amaas_export.data``; held-out images drive every gate.
@@ -81,6 +82,9 @@ class ExportConfig:
             weights bring their resize, crop, interpolation and mean/std), the data (mean/std of the training
             images) or, for ONNX models, ImageNet's statistics. ``interpolation=None`` means the weights'
             (bilinear without them).
+        scale, layout: For imported models: what pixels are multiplied by before mean and std (default 1/255,
+            or 1 when the graph scales 0..255 pixels itself), and the input's layout (default: read from its
+            shape).
         epochs, batch_size, learning_rate, seed: Training. ``epochs=None`` means 20 from scratch, 0 with weights.
         prune: Fraction of channels removed by structured pruning (0 = no pruning); ``prune_epochs`` fine-tunes after.
         quantization: See ``QuantizationConfig``.
@@ -100,6 +104,8 @@ class ExportConfig:
     out: Path = Path("dist/model")
     weights: str | None = None
     from_onnx: Path | None = None
+    from_keras: Path | None = None
+    from_savedmodel: Path | None = None
     labels_file: Path | None = None
     num_classes: int | None = None
     freeze_backbone: bool = False
@@ -109,6 +115,8 @@ class ExportConfig:
     std: tuple[float, float, float] | None = None
     channel_order: str = "RGB"
     interpolation: str | None = None
+    scale: float | None = None
+    layout: str | None = None
     epochs: int | None = None
     batch_size: int = 128
     learning_rate: float = 0.005
@@ -127,16 +135,25 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        if self.from_onnx is not None:
-            if self.labels_file is None:
-                raise ConfigError("--from-onnx needs --labels FILE (one class name per line, in output order)")
+        given = [flag for flag, path in _IMPORTED.items() if getattr(self, path) is not None]
+        if len(given) > 1:
+            raise ConfigError(f"{' and '.join(given)} both name the model; pass one")
+        if given:
             if self.weights or self.prune or self.epochs or self.freeze_backbone:
                 raise ConfigError(
-                    "--from-onnx skips torch: --weights, --epochs, --prune and --freeze-backbone do not apply"
+                    f"{given[0]} skips torch: --weights, --epochs, --prune and --freeze-backbone do not apply"
                 )
+        elif self.scale is not None or self.layout is not None or self.labels_file is not None:
+            raise ConfigError(
+                "--scale, --layout and --labels apply to an imported model (--from-onnx, --from-keras, ...)"
+            )
+        if self.scale is not None and not 0 < self.scale < float("inf"):
+            raise ConfigError(f"--scale must be a positive number (1/255 or 1, say); got {self.scale}")
+        if self.layout is not None:
+            _choice("--layout", self.layout, LAYOUTS)
         if self.epochs is not None and self.epochs < 0:
             raise ConfigError(f"--epochs must be >= 0, got {self.epochs}")
-        if self.epochs == 0 and self.weights is None and self.from_onnx is None:
+        if self.epochs == 0 and self.weights is None and self.imported is None:
             raise ConfigError("--epochs 0 needs --weights: there is nothing to export without training")
         for name in ("max_accuracy_drop", "max_prune_drop"):
             if not 0 <= getattr(self, name) <= 100:
@@ -145,7 +162,7 @@ class ExportConfig:
                 )
         if self.image_size is not None and self.image_size < 16:
             raise ConfigError(f"--image-size must be at least 16, got {self.image_size}")
-        if self.arch == CIFAR_CNN and self.from_onnx is None and self.image_size not in (None, 32):
+        if self.arch == CIFAR_CNN and self.imported is None and self.image_size not in (None, 32):
             raise ConfigError("cifar-cnn takes 32x32 inputs only; drop --image-size or pick another --arch")
         if self.resize is not None and self.resize < (self.image_size or 16):
             raise ConfigError("--resize must be at least --image-size (it is the side before the centre crop)")
@@ -164,10 +181,15 @@ class ExportConfig:
             _choice("--interpolation", self.interpolation, INTERPOLATIONS)
 
     @property
+    def imported(self) -> tuple[str, Path] | None:
+        """The flag and path of an imported model (``--from-onnx``, ``--from-keras``, ``--from-savedmodel``)."""
+        return next(((flag, getattr(self, path)) for flag, path in _IMPORTED.items() if getattr(self, path)), None)
+
+    @property
     def train_epochs(self) -> int:
         if self.epochs is not None:
             return self.epochs
-        return 0 if self.weights is not None or self.from_onnx is not None else DEFAULT_EPOCHS
+        return 0 if self.weights is not None or self.imported is not None else DEFAULT_EPOCHS
 
     @property
     def finetune_epochs(self) -> int:
@@ -178,7 +200,8 @@ class ExportConfig:
 
     @property
     def model_name(self) -> str:
-        source = self.from_onnx.stem if self.from_onnx else self.arch.rpartition(":")[2] or self.arch
+        imported = self.imported
+        source = imported[1].resolve().stem if imported else self.arch.rpartition(":")[2] or self.arch
         return self.name or f"{source}-{self.data.partition(':')[0]}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,7 +231,7 @@ class ExportConfig:
         }
         top = {k: v for k, v in flat.items() if k in top_fields}
         # Files and flags give text and lists; the types below are checked in __post_init__.
-        for key in ("out", "from_onnx", "labels_file"):
+        for key in ("out", "labels_file", *_IMPORTED.values()):
             if isinstance(top.get(key), str):
                 top[key] = Path(top[key])
         for key in ("mean", "std"):
@@ -225,6 +248,8 @@ class ExportConfig:
             raise ConfigError(f"bad export option value: {exc}") from exc
 
 
+# The flags that import a model instead of building one in torch, and the settings they set.
+_IMPORTED = {"--from-onnx": "from_onnx", "--from-keras": "from_keras", "--from-savedmodel": "from_savedmodel"}
 # Quantization settings appear flat in flags and files under these names.
 _QUANT_KEYS = {"mode": "quantize"}
 # Flags named unlike the setting they set; a file may use either name.

@@ -19,8 +19,9 @@ _LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
 
 
 def fold_normalization(src: Path, dst: Path, prep: Preprocessing, spec: TensorSpec) -> TensorSpec:
-    """Rewrites ``src`` to take uint8 NHWC RGB pixels: Cast, channel reorder, scale-and-shift and transpose
-    now run inside the graph, in front of the original float input.
+    """Rewrites ``src`` to take uint8 NHWC RGB pixels: Cast, channel reorder, scale-and-shift and (for an NCHW
+    model) transpose now run inside the graph, in front of the original float input, computing what
+    ``model_input`` computes outside it.
 
     Returns:
         The new input's spec (same name, uint8, [batch, H, W, 3], NHWC).
@@ -33,7 +34,7 @@ def fold_normalization(src: Path, dst: Path, prep: Preprocessing, spec: TensorSp
         node.input[:] = [inner if name == spec.name else name for name in node.input]
 
     std = np.asarray(prep.std, dtype=np.float32)
-    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    scale = (prep.scale / std).astype(np.float32)
     shift = (-np.asarray(prep.mean, dtype=np.float32) / std).astype(np.float32)
     prefix = spec.name + "_fold"
     initializers = [

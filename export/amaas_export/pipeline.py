@@ -40,7 +40,7 @@ def run_export(config: ExportConfig, log: Log = print) -> ExportResult:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".amaas-export-", dir=config.out.parent) as work_dir:
         work = Path(work_dir)
-        if config.from_onnx is None:
+        if config.imported is None:
             from amaas_export.models import check_architecture
 
             check_architecture(config.arch)

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from amaas.artifact.manifest import Preprocessing
-from amaas.artifact.preprocessing import normalize
+from amaas.artifact.manifest import Preprocessing, TensorSpec
+from amaas.artifact.preprocessing import model_input
 from amaas_export.config import QuantizationConfig
 from amaas_export.data import ImageSet
 
@@ -48,10 +48,13 @@ def quantize_int8(
     int8_path: Path,
     calibration: ImageSet,
     prep: Preprocessing,
-    input_name: str,
+    spec: TensorSpec,
     settings: QuantizationConfig,
 ) -> list[str]:
     """Writes an INT8 QDQ copy of ``float_path`` to ``int8_path``; returns the nodes kept in float.
+
+    Calibration batches are built from the pixels by ``model_input`` for the model's input ``spec``, as every
+    other stage and the server build theirs.
 
     The model is first shape-inferred and simplified by ORT's pre-processor, which quantizes better than the
     raw export. The node producing the logits always stays in float: squeezing logits into 256 levels
@@ -83,7 +86,7 @@ def quantize_int8(
                 f"--float-nodes {', '.join(missing)}: no such node; the graph has e.g. {sorted(names)[:6]}"
             )
         float_nodes = sorted({*heads, *settings.float_nodes})
-        reader = _CalibrationReader(calibration, prep, input_name)
+        reader = _CalibrationReader(calibration, prep, spec)
         ranges = None
         if settings.calibration == "entropy":
             ranges = Path(work) / "ranges.json"
@@ -135,16 +138,16 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _batches(images: ImageSet, prep: Preprocessing, input_name: str) -> Iterator[dict[str, np.ndarray]]:
+def _batches(images: ImageSet, prep: Preprocessing, spec: TensorSpec) -> Iterator[dict[str, np.ndarray]]:
     for start in range(0, len(images), CALIBRATION_BATCH):
-        yield {input_name: normalize(images.pixels[start : start + CALIBRATION_BATCH], prep)}
+        yield {spec.name: model_input(images.pixels[start : start + CALIBRATION_BATCH], prep, spec)}
 
 
 class _CalibrationReader:
     """ORT's ``CalibrationDataReader`` protocol over an ``ImageSet``."""
 
-    def __init__(self, images: ImageSet, prep: Preprocessing, input_name: str) -> None:
-        self._batches = _batches(images, prep, input_name)
+    def __init__(self, images: ImageSet, prep: Preprocessing, spec: TensorSpec) -> None:
+        self._batches = _batches(images, prep, spec)
 
     def get_next(self) -> dict[str, Any] | None:
         return next(self._batches, None)

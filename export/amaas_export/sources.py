@@ -1,21 +1,24 @@
 """Where the model comes from, and what that source dictates before any data is read: input geometry,
-preprocessing defaults and, for pretrained or ONNX models, the labels.
+preprocessing defaults and, for pretrained or imported models, the labels.
 
-An ONNX source never touches torch: the file is checked, its batch axis made dynamic, and it goes straight
-to optimization, gates and packaging.
+An imported model never touches torch: a Keras file or SavedModel is converted to ONNX with tf2onnx, then like
+an ONNX file it is checked, its input's layout read (``--layout`` overrides), its batch axis made dynamic, a
+final Softmax turned back into logits, and it goes straight to optimization, gates and packaging.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
-from amaas.artifact.manifest import TensorSpec
+from amaas.artifact.manifest import PIXEL_SCALE, TensorSpec
 from amaas_export.config import CIFAR_CNN, ExportConfig
 from amaas_export.errors import ConfigError, first_line
+from amaas_export.onnx_input import describe_input, find_input_scaling, strip_final_softmax
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,17 +27,33 @@ TORCHVISION_DEFAULT_SIZE = 224
 DEFAULT_INTERPOLATION = "bilinear"
 
 
+Triple = tuple[float, float, float]
+
+
 @dataclass(frozen=True)
 class OnnxSource:
+    """Attributes:
+    path: The prepared ONNX file (dynamic batch, logits out).
+    input: Its image input, with the side filled in where the file leaves it free.
+    labels: From ``--labels``; ``None`` means the data's class names.
+    classes: How many classes the model outputs (0 if the file does not say).
+    takes_pixels: Its graph scales 0..255 pixels itself (a Keras Rescaling or Normalization layer).
+    notes: What was found and done, for the export's log.
+    """
+
     path: Path
     input: TensorSpec
-    labels: tuple[str, ...]
+    labels: tuple[str, ...] | None
+    classes: int
+    takes_pixels: bool = False
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SourcePlan:
     """Attributes:
     resize, crop, interpolation: Input geometry.
+    scale: What pixels are multiplied by before ``mean`` and ``std`` (imported models only set another).
     mean, std: Normalisation if the source fixes it (pretrained weights, ONNX, flags); ``None`` means
         "measure it on the training images".
     labels: Class names if the source fixes them (ONNX labels file, pretrained categories).
@@ -48,6 +67,7 @@ class SourcePlan:
     std: tuple[float, float, float] | None
     labels: tuple[str, ...] | None
     interpolation: str = DEFAULT_INTERPOLATION
+    scale: float = PIXEL_SCALE
     pretrained: object | None = None
     onnx: OnnxSource | None = None
 
@@ -60,16 +80,18 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
     weights' crop ratio (256/224 → 73 for a 64 crop).
     """
     interpolation = config.interpolation or DEFAULT_INTERPOLATION
-    if config.from_onnx is not None:
-        source = prepare_onnx(config.from_onnx, config.labels_file, work, config.image_size)
+    if config.imported is not None:
+        source = import_model(config, work)
         crop = source.input.shape[2] if source.input.layout == "NCHW" else source.input.shape[1]
+        scale, mean, std = imported_preprocessing(config, source)
         return SourcePlan(
             resize=config.resize or crop,
             crop=crop,
-            mean=config.mean or IMAGENET_MEAN,
-            std=config.std or IMAGENET_STD,
+            mean=mean,
+            std=std,
             labels=source.labels,
             interpolation=interpolation,
+            scale=scale,
             onnx=source,
         )
     if config.weights is not None:
@@ -111,41 +133,89 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return labels
 
 
-def prepare_onnx(path: Path, labels_file: Path | None, work: Path, image_size: int | None) -> OnnxSource:
-    """Checks an ONNX image classifier and returns a copy with a dynamic batch axis.
+def import_model(config: ExportConfig, work: Path) -> OnnxSource:
+    """The imported model as a prepared ONNX file: converted by tf2onnx first if it is a TensorFlow model."""
+    assert config.imported is not None
+    flag, path = config.imported
+    notes = []
+    if flag != "--from-onnx":
+        from amaas_export.tensorflow_source import OPSET, convert_tensorflow
+
+        converted = convert_tensorflow(path, work / "converted.onnx")
+        notes.append(
+            f"converted {path.name} with tf2onnx (opset {OPSET}); ONNX Runtime matches TensorFlow "
+            f"within {converted.max_abs_diff:.1e}"
+        )
+        path = converted.path
+    source = prepare_onnx(path, config.labels_file, work, config.image_size, config.layout, flag)
+    return replace(source, notes=(*notes, *source.notes))
+
+
+def imported_preprocessing(config: ExportConfig, source: OnnxSource) -> tuple[float, Triple, Triple]:
+    """Scale, mean and std for an imported model: flags win; otherwise pixels as they are (scale 1, mean 0,
+    std 1) for a model that scales them in its graph, else 1/255 and ImageNet's statistics.
 
     Raises:
-        ConfigError: Not a loadable ONNX file, not one image input and one logits output, labels that do
-            not match the output, or a batch axis that cannot be made dynamic.
+        ConfigError: ``--scale``, ``--mean`` or ``--std`` for a uint8 input, which takes the pixels as they are.
     """
-    assert labels_file is not None
-    labels = read_labels(labels_file)
+    if source.input.dtype == "uint8":
+        if config.scale is not None or config.mean is not None or config.std is not None:
+            raise ConfigError(
+                "the model takes uint8 pixels and scales them in its graph: --scale, --mean and --std do not apply"
+            )
+        return 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if source.takes_pixels:
+        scale, mean, std = 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    else:
+        scale, mean, std = PIXEL_SCALE, IMAGENET_MEAN, IMAGENET_STD
+    return config.scale or scale, config.mean or mean, config.std or std
+
+
+def prepare_onnx(
+    path: Path,
+    labels_file: Path | None,
+    work: Path,
+    image_size: int | None,
+    layout: str | None = None,
+    flag: str = "--from-onnx",
+) -> OnnxSource:
+    """Checks an ONNX image classifier and returns a copy with a dynamic batch axis that outputs logits.
+
+    Raises:
+        ConfigError: Not a loadable ONNX file, not one image input (float32 or uint8, NCHW or NHWC) and one
+            output, labels that do not match the output, or a batch axis that cannot be made dynamic.
+    """
+    labels = read_labels(labels_file) if labels_file is not None else None
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except OSError as exc:
-        raise ConfigError(f"cannot read --from-onnx {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot read {flag} {path}: {exc.strerror or exc}") from exc
     except Exception as exc:  # protobuf's DecodeError, the checker's ValidationError: not an ONNX model
-        raise ConfigError(f"--from-onnx {path} is not a valid ONNX model: {first_line(exc)}") from exc
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1 or len(model.graph.output) != 1:
-        raise ConfigError("--from-onnx needs a classifier with one image input and one logits output")
-    tensor = inputs[0].type.tensor_type
-    dims = tensor.shape.dim
-    if tensor.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4:
-        raise ConfigError("--from-onnx needs a float32 4-D image input (NCHW or NHWC)")
-    layout = "NHWC" if dims[3].dim_value == 3 and dims[1].dim_value != 3 else "NCHW"
-    spatial = [dims[1], dims[2]] if layout == "NHWC" else [dims[2], dims[3]]
-    fixed = [d.dim_value for d in spatial if d.dim_value > 0]
+        raise ConfigError(f"{flag} {path} is not a valid ONNX model: {first_line(exc)}") from exc
+    if len(model.graph.output) != 1:
+        raise ConfigError(f"{flag} needs a classifier with one image input and one logits output")
+    found = describe_input(model, layout)
+    tensor = found.spec
+    spatial = tensor.shape[1:3] if tensor.layout == "NHWC" else tensor.shape[2:4]
+    fixed = [d for d in spatial if d > 0]
     side = fixed[0] if len(fixed) == 2 and fixed[0] == fixed[1] else image_size or TORCHVISION_DEFAULT_SIZE
     if fixed and image_size and fixed[0] != image_size:
         raise ConfigError(f"the ONNX model takes {fixed[0]}x{fixed[0]} images; --image-size {image_size} does not fit")
     output_dims = model.graph.output[0].type.tensor_type.shape.dim
     classes = output_dims[-1].dim_value if output_dims else 0
-    if classes and classes != len(labels):
+    if classes and labels is not None and classes != len(labels):
         raise ConfigError(f"the ONNX model outputs {classes} classes but {labels_file} lists {len(labels)} labels")
+    notes = [f"input {tensor.name} {tensor.dtype} {tensor.layout}: {found.reason}"]
+    scaling = find_input_scaling(model)
+    takes_pixels = scaling is not None and scaling.takes_pixels and tensor.dtype == "float32"
+    if scaling is not None and takes_pixels:
+        low, high = scaling.pixel_range
+        notes.append(f"its graph scales pixels 0..255 to {low:.2f}..{high:.2f} itself ({', '.join(scaling.nodes)})")
+    if strip_final_softmax(model):
+        notes.append("its final Softmax now passes logits through: the server applies its own softmax")
 
+    dims = _image_input_dims(model, tensor.name)
     if dims[0].dim_value == 1:
         _unfix_batch_reshapes(model)
     dims[0].ClearField("dim_value")
@@ -156,10 +226,15 @@ def prepare_onnx(path: Path, labels_file: Path | None, work: Path, image_size: i
     del model.graph.value_info[:]  # shapes recorded for the fixed batch would contradict the dynamic one
     prepared = work / "source.onnx"
     onnx.save(model, str(prepared))
-    shape = (-1, 3, side, side) if layout == "NCHW" else (-1, side, side, 3)
-    spec = TensorSpec(inputs[0].name, shape, "float32", layout)
-    _check_batches(prepared, spec, len(labels))
-    return OnnxSource(path=prepared, input=spec, labels=labels)
+    shape = (-1, 3, side, side) if tensor.layout == "NCHW" else (-1, side, side, 3)
+    spec = TensorSpec(tensor.name, shape, tensor.dtype, tensor.layout)
+    classes = _check_batches(prepared, spec, classes or len(labels or ()))
+    return OnnxSource(prepared, spec, labels, classes, takes_pixels, tuple(notes))
+
+
+def _image_input_dims(model: onnx.ModelProto, name: str) -> Any:
+    (value,) = [i for i in model.graph.input if i.name == name]
+    return value.type.tensor_type.shape.dim
 
 
 def _unfix_batch_reshapes(model: onnx.ModelProto) -> None:
@@ -181,8 +256,9 @@ def _unfix_batch_reshapes(model: onnx.ModelProto) -> None:
             tensor.CopyFrom(numpy_helper.from_array(unfixed, tensor.name))
 
 
-def _check_batches(path: Path, spec: TensorSpec, classes: int) -> None:
-    """The model must take a batch of 2 and answer each image as it does alone."""
+def _check_batches(path: Path, spec: TensorSpec, classes: int) -> int:
+    """The model must take a batch of 2 and answer each image as it does alone; returns its class count
+    (``classes``, when the file or the labels say)."""
     import onnxruntime as ort
 
     from amaas.artifact.session import create_session
@@ -190,7 +266,11 @@ def _check_batches(path: Path, spec: TensorSpec, classes: int) -> None:
     quiet = ort.RunOptions()
     quiet.log_severity_level = 4  # a failure is reported below, in words; ORT's own log line is noise
     shape = [2 if d == -1 else d for d in spec.shape]
-    images = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    rng = np.random.default_rng(0)
+    if spec.dtype == "uint8":
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+    else:
+        images = rng.standard_normal(shape).astype(np.float32)
     try:
         session = create_session(path, threads=1)
         together = session.run(None, {spec.name: images}, quiet)[0]
@@ -199,7 +279,9 @@ def _check_batches(path: Path, spec: TensorSpec, classes: int) -> None:
         raise ConfigError(
             f"the ONNX model does not run on a batch of 2 images (a fixed batch size?): {first_line(exc)}"
         ) from exc
-    if together.shape != (2, classes):
-        raise ConfigError(f"the ONNX model returns shape {together.shape} for 2 images; expected (2, {classes}) logits")
+    if together.ndim != 2 or len(together) != 2 or together.shape[1] != (classes or together.shape[1]):
+        expected = f"(2, {classes})" if classes else "(2, classes)"
+        raise ConfigError(f"the ONNX model returns shape {together.shape} for 2 images; expected {expected} logits")
     if not np.allclose(together, alone, rtol=1e-4, atol=1e-4):
         raise ConfigError("the ONNX model mixes images within a batch: a batch of 2 differs from 2 single images")
+    return int(together.shape[1])

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
-from amaas.manifest import TensorSpec
+from amaas.artifact.manifest import TensorSpec
 from amaas_export.errors import ConfigError, GateError, first_line
+from amaas_export.onnx_input import InputScaling, describe_input, ends_in_softmax, find_input_scaling
 
 INSTALL_HINT = "pip install amaas[tensorflow]"
 OPSET = 17
@@ -42,45 +42,6 @@ PARITY_TOLERANCE = 1e-4
 PARITY_RELATIVE = 1e-5
 PARITY_IMAGES = 4
 NUMPY_COPY_WARNING = "__array__ implementation doesn't accept a copy keyword"
-
-_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.UINT8: "uint8"}
-_AFFINE = {"Mul", "Div", "Add", "Sub"}
-# Between the input and its scaling tf2onnx may put a Cast (uint8 inputs) or a Transpose (NHWC to NCHW);
-# neither changes a pixel's value.
-_VALUE_PRESERVING = {"Cast", "Identity", "Transpose"}
-
-
-@dataclass(frozen=True)
-class InputScaling:
-    """``x * scale + offset`` applied to the input before anything else, per channel (three values) or for
-    every channel (one value): what a Keras Rescaling or Normalization layer becomes.
-
-    Attributes:
-        scale, offset: The combined affine map.
-        nodes: The graph nodes that apply it.
-    """
-
-    scale: tuple[float, ...]
-    offset: tuple[float, ...]
-    nodes: tuple[str, ...]
-
-    @property
-    def pixel_range(self) -> tuple[float, float]:
-        """Where pixels 0..255 land, lowest and highest over the channels."""
-        ends = [o + 255.0 * s for s, o in zip(self._wide(self.scale), self._wide(self.offset), strict=True)]
-        values = [*self._wide(self.offset), *ends]
-        return min(values), max(values)
-
-    @property
-    def takes_pixels(self) -> bool:
-        """The graph itself brings 0..255 pixels to a normalised range (within +-5, spanning at least 0.5), so it
-        is fed raw pixel values: mean 0 and std 1/255 in the manifest's terms."""
-        low, high = self.pixel_range
-        return low >= -5.0 and high <= 5.0 and high - low >= 0.5
-
-    @staticmethod
-    def _wide(values: tuple[float, ...]) -> tuple[float, ...]:
-        return values * 3 if len(values) == 1 else values
 
 
 @dataclass(frozen=True)
@@ -144,7 +105,7 @@ def convert_tensorflow(source: Path, out: Path, *, opset: int = OPSET) -> Tensor
         except Exception as exc:  # tf2onnx raises bare Exceptions and assertion errors from deep in the graph
             raise ConfigError(f"tf2onnx could not convert {source}: {first_line(exc)}") from exc
         _check_converted(model, source)
-        spec, scaling = describe_input(model), find_input_scaling(model)
+        spec, scaling = describe_input(model).spec, find_input_scaling(model)
         output = _describe_output(model)
         _free_batch_axis(model)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,80 +119,6 @@ def convert_tensorflow(source: Path, out: Path, *, opset: int = OPSET) -> Tensor
         softmax_output=ends_in_softmax(model),
         max_abs_diff=diff,
     )
-
-
-def describe_input(model: onnx.ModelProto) -> TensorSpec:
-    """The image input's name, shape (-1 where free), dtype and layout: NHWC when the channels (3) come last, as
-    TensorFlow builds them, NCHW when they come right after the batch.
-
-    Raises:
-        ConfigError: Not one 4-D float32 or uint8 input with 3 channels.
-    """
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs)
-        raise ConfigError(f"the model needs exactly one image input; its graph takes {len(inputs)}: {names}")
-    tensor = inputs[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
-    dtype = _DTYPES.get(tensor.elem_type)
-    if dtype is None or len(dims) != 4:
-        kind = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
-        raise ConfigError(f"the model's input must be a 4-D float32 or uint8 image batch; it is {kind} {dims}")
-    if dims[3] == 3:
-        layout = "NHWC"
-    elif dims[1] == 3:
-        layout = "NCHW"
-    else:
-        raise ConfigError(f"the model's input {dims} has no axis of 3 channels; amaas serves RGB images")
-    return TensorSpec(inputs[0].name, (-1, *dims[1:]), dtype, layout)
-
-
-def find_input_scaling(model: onnx.ModelProto) -> InputScaling | None:
-    """The affine map (Mul, Div, Add, Sub by constants) the graph applies to its input before anything else,
-    through any Cast or Transpose on the way; ``None`` when there is none."""
-    constants = _constants(model)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    tensor = describe_input(model).name
-    scale, offset = np.ones(1), np.zeros(1)
-    nodes: list[str] = []
-    while len(consumers.get(tensor, [])) == 1:
-        node = consumers[tensor][0]
-        if node.op_type in _VALUE_PRESERVING:
-            tensor = node.output[0]
-            continue
-        if node.op_type not in _AFFINE or len(node.input) != 2:
-            break
-        position = list(node.input).index(tensor)
-        value = constants.get(node.input[1 - position])
-        if value is None or value.size not in (1, 3) or (position == 1 and node.op_type in ("Sub", "Div")):
-            break
-        value = value.astype(np.float64).ravel()
-        if node.op_type == "Mul":
-            scale, offset = scale * value, offset * value
-        elif node.op_type == "Div":
-            scale, offset = scale / value, offset / value
-        else:
-            offset = offset + value if node.op_type == "Add" else offset - value
-        nodes.append(node.name)
-        tensor = node.output[0]
-    if not nodes or not np.any(scale != 1.0):
-        return None
-    width = max(scale.size, offset.size)
-    return InputScaling(
-        scale=tuple(float(v) for v in np.broadcast_to(scale, width)),
-        offset=tuple(float(v) for v in np.broadcast_to(offset, width)),
-        nodes=tuple(nodes),
-    )
-
-
-def ends_in_softmax(model: onnx.ModelProto) -> bool:
-    """The (single) output is made by a Softmax: the model returns probabilities rather than logits."""
-    outputs = {o.name for o in model.graph.output}
-    return any(node.op_type == "Softmax" and outputs & set(node.output) for node in model.graph.node)
 
 
 def _source_kind(source: Path) -> str:
@@ -355,14 +242,6 @@ def _serving_signature(saved_model: Path) -> str:
     return name
 
 
-def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
-
-
 def _check_converted(model: onnx.ModelProto, source: Path) -> None:
     """tf2onnx keeps going past operations it cannot convert and leaves them in the graph as TensorFlow ops."""
     unknown = sorted(
@@ -415,7 +294,7 @@ def _compare_with_tensorflow(
     tf: Any, concrete: Any, path: Path, spec: TensorSpec, scaling: InputScaling | None
 ) -> float:
     """ONNX Runtime against TensorFlow on a few images, and a batch against its images one at a time."""
-    from amaas.model import create_session
+    from amaas.artifact.session import create_session
 
     images = _check_images(spec, scaling)
     expected = concrete(**{spec.name: tf.constant(images)})  # signature functions take keyword arguments only

@@ -1,44 +1,59 @@
-"""A real Keras model to ONNX: a small CNN trained here on scikit-learn's handwritten digits (8x8 grey, drawn at
-32x32 RGB), saved as a ``.keras`` file and as a SavedModel, converted by ``convert_tensorflow`` and run by ONNX
-Runtime against Keras on held-out images. Skipped without the ``tensorflow`` extra."""
+"""A real Keras model through `amaas export`: a small CNN with a Rescaling layer, trained here on scikit-learn's
+handwritten digits (8x8 grey, drawn at 32x32 RGB and written as an ImageFolder tree), saved as a ``.keras`` file
+and as a SavedModel, converted by tf2onnx inside the export, quantized to a gated INT8 artifact, served behind
+API Gateway on Lambda's path, and compared with Keras on the same held-out images. Needs the ``tensorflow``
+extra, which ``make setup`` installs."""
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
+from mangum import Mangum
+from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REASON = "needs the tensorflow extra: pip install amaas[tensorflow]"
-tf = pytest.importorskip("tensorflow", reason=REASON)
-pytest.importorskip("tf2onnx", reason=REASON)
-keras: Any = pytest.importorskip("keras", reason=REASON)
+import keras
+import tensorflow as tf
 
-from amaas.model import create_session  # noqa: E402
-from amaas_export.errors import ConfigError  # noqa: E402
-from amaas_export.tensorflow_source import NUMPY_COPY_WARNING, TensorflowModel, convert_tensorflow  # noqa: E402
+from amaas.api.app import create_app
+from amaas.artifact.model import Model
+from amaas.artifact.session import create_session
+from amaas.settings import Settings
+from amaas_export.errors import ConfigError
+from amaas_export.tensorflow_source import NUMPY_COPY_WARNING, convert_tensorflow
+from tests.functional.conftest import Export
+from tests.gateway import api_gateway
+from tests.helpers import encode_image
 
 # Keras saves and exports TF variables through an __array__ without numpy 2's copy keyword; numpy warns each time.
 pytestmark = pytest.mark.filterwarnings(f"ignore:{NUMPY_COPY_WARNING}:DeprecationWarning")
 SIDE = 32
 CLASSES = 10
+MAX_IMAGES = 16  # the server's default per request
 
 
 @dataclass(frozen=True)
-class Trained:
+class Digits:
+    """The Keras model as a user leaves it, the data folder it was trained from, and its held-out answers."""
+
     keras_file: Path
     saved_model: Path
+    folder: Path
+    labels_file: Path
     test_pixels: np.ndarray
     test_labels: np.ndarray
-    keras_outputs: np.ndarray
+    keras_top1: np.ndarray
 
 
-def digits(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Held-out split of the 1,797 digits as uint8 NHWC RGB pixels 0..255, 4x nearest-neighbour upsampled."""
+def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified 80/20 split of the 1,797 digits as uint8 NHWC RGB pixels 0..255, 4x nearest-neighbour upsampled."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -46,15 +61,21 @@ def digits(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     grey = np.kron((data.images / 16.0 * 255.0).round().astype(np.uint8), np.ones((4, 4), np.uint8))
     pixels = np.repeat(grey[..., None], 3, axis=-1)
     train_x, test_x, train_y, test_y = train_test_split(
-        pixels, data.target, test_size=0.2, stratify=data.target, random_state=seed
+        pixels, data.target, test_size=0.2, stratify=data.target, random_state=0
     )
     return train_x, train_y, test_x, test_y
 
 
-def small_cnn(*head: Any, batch_size: int | None = None, scaling: Any = None) -> Any:
+def write_folder(root: Path, pixels: np.ndarray, labels: np.ndarray) -> None:
+    for i, (image, label) in enumerate(zip(pixels, labels, strict=True)):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / str(label) / f"{i}.png")
+
+
+def small_cnn(*head: Any, scaling: Any = None) -> Any:
     return keras.Sequential(
         [
-            keras.Input((SIDE, SIDE, 3), batch_size=batch_size, name="pixels"),
+            keras.Input((SIDE, SIDE, 3), name="pixels"),
             scaling if scaling is not None else keras.layers.Rescaling(1 / 255.0),
             keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
             keras.layers.MaxPooling2D(),
@@ -69,47 +90,104 @@ def small_cnn(*head: Any, batch_size: int | None = None, scaling: Any = None) ->
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """Logits model, Rescaling(1/255) in the graph so it takes pixels 0..255, ~90% held-out after ~5 s."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    """Trained on the folder's train/ images as a Keras user would (Rescaling(1/255) in the model, so it takes
+    pixels 0..255; a Softmax head, as Keras tutorials end theirs); the val/ images are held out from both."""
     keras.utils.set_random_seed(0)
     train_x, train_y, test_x, test_y = digits()
-    model = small_cnn()
-    model.compile(
-        optimizer=keras.optimizers.Adam(3e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    model.fit(train_x.astype(np.float32), train_y, epochs=10, batch_size=64, verbose=0)
     root = tmp_path_factory.mktemp("keras")
+    write_folder(root / "digits" / "train", train_x, train_y)
+    write_folder(root / "digits" / "val", test_x, test_y)
+    (root / "labels.txt").write_text("\n".join(str(i) for i in range(CLASSES)) + "\n")
+    model = small_cnn(keras.layers.Softmax())
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.SparseCategoricalCrossentropy())
+    model.fit(train_x.astype(np.float32), train_y, epochs=10, batch_size=64, verbose=0)
     model.save(root / "digits.keras")
     model.export(str(root / "saved_model"), verbose=False)
-    outputs = np.asarray(model.predict(test_x.astype(np.float32), verbose=0))
-    return Trained(root / "digits.keras", root / "saved_model", test_x, test_y, outputs)
+    answers = np.asarray(model.predict(test_x.astype(np.float32), verbose=0)).argmax(1)
+    return Digits(
+        root / "digits.keras", root / "saved_model", root / "digits", root / "labels.txt", test_x, test_y, answers
+    )
 
 
-def onnx_outputs(converted: TensorflowModel, pixels: np.ndarray) -> np.ndarray:
-    session = create_session(converted.path, threads=1)
-    return np.asarray(session.run(None, {converted.input.name: pixels.astype(np.float32)})[0])
+def served_top1(model_dir: Path, pixels: np.ndarray) -> np.ndarray:
+    """The served model's top class per image, asked through the real app behind API Gateway, 16 per request."""
+    app = Mangum(create_app(Settings(model_dir=model_dir)), lifespan="off")
+    answers: list[int] = []
+    with api_gateway(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        for start in range(0, len(pixels), MAX_IMAGES):
+            images = [encode_image(Image.fromarray(p)) for p in pixels[start : start + MAX_IMAGES]]
+            body = {"images": [base64.b64encode(i).decode() for i in images]}
+            response = client.post("/v1/classify", json=body, params={"top_k": 1})
+            assert response.status_code == 200, response.text
+            answers += [int(r["predictions"][0]["label"]) for r in response.json()["results"]]
+    return np.array(answers)
 
 
-@pytest.mark.parametrize("source", ["keras_file", "saved_model"])
-def test_keras_model_runs_in_onnx_runtime_with_the_same_answers(trained: Trained, source: str, tmp_path: Path) -> None:
-    # GIVEN a trained Keras digits model, as a .keras file or a SavedModel
-    assert (trained.keras_outputs.argmax(1) == trained.test_labels).mean() > 0.8
+def test_a_keras_model_becomes_a_gated_int8_artifact_that_answers_like_keras(
+    trained: Digits, export: Export, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # WHEN the .keras file is exported as the README's recipe says: no labels file, no preprocessing flags
+    run = export("--from-keras", str(trained.keras_file), "--data", f"imagefolder:{trained.folder}")
 
-    # WHEN it is converted
-    converted = convert_tensorflow(getattr(trained, source), tmp_path / "model.onnx")
+    # THEN tf2onnx converted it, and the export read what the model takes from the converted graph
+    assert run.code == 0, run.stderr
+    assert "converted digits.keras with tf2onnx (opset 17)" in run.stdout
+    assert "input pixels float32 NHWC: read from its shape [N, 32, 32, 3]" in run.stdout
+    assert "its graph scales pixels 0..255 to 0.00..1.00 itself" in run.stdout
+    assert "its final Softmax now passes logits through" in run.stdout
+    manifest = run.manifest
+    assert manifest.architecture == "keras" and manifest.name == "digits-imagefolder"
+    assert manifest.labels == tuple(str(i) for i in range(CLASSES)), "the data's folder names, in Keras's order"
+    assert (manifest.input.shape, manifest.input.layout) == ((-1, SIDE, SIDE, 3), "NHWC")
+    prep = manifest.preprocessing
+    assert (prep.scale, prep.mean, prep.std) == (1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), "pixels 0..255 as they are"
+    # AND it went through the INT8 gate, and the served file is INT8
+    assert manifest.metrics["served"]["stage"] == "int8"
+    assert manifest.metrics["top1_drop_points"] <= 1.0
 
-    # THEN ONNX Runtime takes the same NHWC pixels 0..255 and gives the same logits on every held-out image
-    assert (converted.input.name, converted.input.shape) == ("pixels", (-1, SIDE, SIDE, 3))
-    assert (converted.input.dtype, converted.input.layout) == ("float32", "NHWC")
-    assert converted.output.shape == (-1, CLASSES) and not converted.softmax_output
-    assert converted.scaling is not None and converted.scaling.takes_pixels
-    assert converted.scaling.scale == pytest.approx((1 / 255,))
-    outputs = onnx_outputs(converted, trained.test_pixels)
-    assert np.abs(outputs - trained.keras_outputs).max() < 1e-4
-    assert (outputs.argmax(1) == trained.keras_outputs.argmax(1)).all()
-    # AND the batch axis is free: one image alone gets the answer it gets in the batch of 360
-    assert np.allclose(onnx_outputs(converted, trained.test_pixels[:1]), outputs[:1], atol=1e-5)
+    # AND served, it answers like Keras on the held-out images
+    keras_accuracy = float((trained.keras_top1 == trained.test_labels).mean())
+    served = served_top1(run.out, trained.test_pixels)
+    agreement = float((served == trained.keras_top1).mean())
+    assert agreement >= 0.99
+    assert manifest.metrics["fp32"]["top1"] == pytest.approx(keras_accuracy, abs=1 / len(trained.test_labels))
+    with capsys.disabled():
+        print(
+            f"\nkeras recipe: {len(served)} held-out digits; Keras top-1 {keras_accuracy:.4f}, artifact FP32 "
+            f"{manifest.metrics['fp32']['top1']:.4f}, INT8 {manifest.metrics['int8']['top1']:.4f}, "
+            f"served top-1 agreement with Keras {agreement:.4f}"
+        )
+
+
+def test_a_savedmodel_with_a_labels_file_through_the_same_gates(trained: Digits, export: Export) -> None:
+    run = export(
+        "--from-savedmodel", str(trained.saved_model), "--labels", str(trained.labels_file),
+        "--data", f"imagefolder:{trained.folder}", "--calibration-samples", "128",
+    )  # fmt: skip
+
+    assert run.code == 0, run.stderr
+    manifest = run.manifest
+    assert (manifest.architecture, manifest.name) == ("savedmodel", "saved_model-imagefolder")
+    assert [s["name"] for s in manifest.details["stages"]] == ["fp32", "int8"]
+    answers = Model(run.out).infer([encode_image(Image.fromarray(p)) for p in trained.test_pixels[:16]], k=1)
+    assert [int(r[0].label) for r in answers.results] == trained.keras_top1[:16].tolist()
+
+
+def test_the_issue_recipe_an_onnx_file_from_keras_with_its_preprocessing_declared(
+    trained: Digits, export: Export, tmp_path: Path
+) -> None:
+    # GIVEN the ONNX file a Keras user makes with tf2onnx, fed pixels 0..255 as declared by the flags
+    converted = convert_tensorflow(trained.keras_file, tmp_path / "keras.onnx")
+    run = export(
+        "--from-onnx", str(converted.path), "--labels", str(trained.labels_file),
+        "--data", f"imagefolder:{trained.folder}", "--mean", "0", "0", "0", "--std", "1", "1", "1", "--scale", "1",
+        "--quantize", "int8", "--calibration-samples", "128",
+    )  # fmt: skip
+
+    # THEN calibration feeds it NHWC, as evaluation does (it used to die here with exit 3)
+    assert run.code == 0, run.stderr
+    assert run.manifest.metrics["int8"]["top1"] >= run.manifest.metrics["fp32"]["top1"] - 0.01
 
 
 def test_normalization_constants_stay_inside_the_graph(tmp_path: Path) -> None:
@@ -127,15 +205,8 @@ def test_normalization_constants_stay_inside_the_graph(tmp_path: Path) -> None:
     assert converted.scaling.scale == pytest.approx(tuple(1 / std), rel=1e-5)
     pixels = digits()[2][:16]
     expected = np.asarray(model.predict(pixels.astype(np.float32), verbose=0))
-    assert np.abs(onnx_outputs(converted, pixels) - expected).max() < 1e-4
-
-
-def test_a_softmax_head_is_reported(tmp_path: Path) -> None:
-    model = small_cnn(keras.layers.Softmax())
-    model.save(tmp_path / "probabilities.keras")
-    converted = convert_tensorflow(tmp_path / "probabilities.keras", tmp_path / "model.onnx")
-    assert converted.softmax_output
-    assert onnx_outputs(converted, digits()[2][:4]).sum(axis=1) == pytest.approx(1.0, abs=1e-5)
+    got = create_session(converted.path, threads=1).run(None, {"pixels": pixels.astype(np.float32)})[0]
+    assert np.abs(got - expected).max() < 1e-4
 
 
 def test_a_savedmodel_signature_with_a_fixed_batch_is_refused(tmp_path: Path) -> None:
@@ -157,15 +228,10 @@ def test_a_savedmodel_signature_with_a_fixed_batch_is_refused(tmp_path: Path) ->
         convert_tensorflow(tmp_path / "one", tmp_path / "model.onnx")
 
 
-def test_a_keras_model_built_for_one_image_converts_with_a_free_batch(tmp_path: Path) -> None:
-    small_cnn(keras.layers.Flatten(), batch_size=1).save(tmp_path / "one.keras")
-    converted = convert_tensorflow(tmp_path / "one.keras", tmp_path / "model.onnx")
-    assert converted.input.shape[0] == -1
-    assert onnx_outputs(converted, digits()[2][:5]).shape == (5, CLASSES)
-
-
-def test_a_corrupt_keras_file_fails_in_one_line(tmp_path: Path) -> None:
+def test_a_corrupt_keras_file_fails_in_one_line(export: Export, tmp_path: Path) -> None:
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
-    with pytest.raises(ConfigError, match="Keras cannot load") as caught:
-        convert_tensorflow(tmp_path / "broken.keras", tmp_path / "model.onnx")
-    assert "\n" not in str(caught.value)
+
+    run = export("--from-keras", str(tmp_path / "broken.keras"), "--data", "synthetic:100")
+
+    assert run.code == 1
+    assert "Keras cannot load" in run.stderr and run.stderr.count("\n") == 1

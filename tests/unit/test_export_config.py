@@ -67,8 +67,13 @@ def test_a_config_written_to_toml_reads_back_identically(tmp_path: Path) -> None
         ({"arch": "cifar-cnn", "image_size": 64}, "32x32"),
         ({"image_size": 8, "arch": "resnet18"}, "at least 16"),
         ({"prune": 1.0}, "0 <= p < 1"),
-        ({"from_onnx": "m.onnx"}, "needs --labels"),
         ({"from_onnx": "m.onnx", "labels_file": "l.txt", "prune": 0.5}, "skips torch"),
+        ({"from_keras": "m.keras", "epochs": 3}, "--from-keras skips torch"),
+        ({"from_onnx": "m.onnx", "from_savedmodel": "saved"}, "--from-onnx and --from-savedmodel both name"),
+        ({"scale": 1.0}, "apply to an imported model"),
+        ({"layout": "NHWC", "arch": "resnet18"}, "apply to an imported model"),
+        ({"from_onnx": "m.onnx", "scale": 0.0}, "--scale must be a positive number"),
+        ({"from_onnx": "m.onnx", "layout": "HWC"}, "--layout must be one of NCHW, NHWC"),
         ({"quantize": "int4"}, "--quantize must be one of"),
         ({"calibration": "magic"}, "--calibration must be one of"),
         ({"mean": [0.5, 0.5]}, "three numbers"),
@@ -151,3 +156,31 @@ def test_on_off_flags_override_the_config_file_both_ways(
     config = build_config(parser.parse_args(["--config", str(tmp_path / "export.toml"), *flags]))
 
     assert (config.freeze_backbone, config.quantization.require_int8, config.quantization.per_channel) == expected
+
+
+@pytest.mark.parametrize(("text", "scale"), [("1/255", 1 / 255), ("1", 1.0), ("0.5", 0.5)])
+def test_scale_takes_a_number_or_a_fraction(text: str, scale: float) -> None:
+    import argparse
+
+    from amaas_export.cli import add_arguments, build_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    config = build_config(parser.parse_args(["--from-keras", "m.keras", "--scale", text, "--layout", "NHWC"]))
+
+    assert config.scale == pytest.approx(scale) and config.layout == "NHWC"
+    assert config.model_name == "m-synthetic"
+
+
+def test_a_scale_that_is_not_a_number_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from amaas_export.cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--scale", "1/0"])
+    assert "not a number or a fraction: '1/0'" in capsys.readouterr().err

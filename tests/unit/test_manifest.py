@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,16 @@ def test_manifest_json_has_the_documented_contract(tmp_path: Path) -> None:
     assert data["libraries"] == {"onnx": "1.0"}
 
 
+def test_pixel_scale_reads_back_and_defaults_to_1_255_for_older_artifacts(tmp_path: Path) -> None:
+    manifest = make_manifest(tmp_path)
+    pixels = replace(manifest, preprocessing=replace(manifest.preprocessing, scale=1.0))
+    write_manifest(tmp_path, pixels)
+    assert read_manifest(tmp_path).preprocessing.scale == 1.0
+
+    _rewrite(tmp_path, lambda d: d["preprocessing"].pop("scale"))
+    assert read_manifest(tmp_path).preprocessing.scale == pytest.approx(1 / 255)
+
+
 def test_missing_manifest_says_to_export_without_leaking_the_path(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         read_manifest(tmp_path / "secret-internal-dir")
@@ -74,6 +85,10 @@ def test_missing_manifest_says_to_export_without_leaking_the_path(tmp_path: Path
         (lambda d: d["preprocessing"].update(crop=64), "crop <= resize"),
         (lambda d: d["preprocessing"].update(channel_order="GBR"), "channel order"),
         (lambda d: d["output"].update(shape=[-1, 7]), "3 labels but the model outputs 7"),
+        (lambda d: d["preprocessing"].update(scale=0), "scale must be a positive number"),
+        (lambda d: d["input"].update(dtype="int64"), "input input is int64; amaas feeds images as one of"),
+        (lambda d: d["input"].update(layout="NHWC"), r"input \[-1, 3, 32, 32\] is not a batch of RGB images in NHWC"),
+        (lambda d: d["input"].update(shape=[-1, 32, 32]), "is not a batch of RGB images"),
     ],
 )
 def test_invalid_manifests_are_refused_with_the_reason(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]

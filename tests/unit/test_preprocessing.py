@@ -217,3 +217,40 @@ def test_uint8_inputs_get_raw_pixels_and_nhwc_float_inputs_a_transpose() -> None
 
     np.testing.assert_array_equal(raw, pixels)
     np.testing.assert_allclose(nhwc, normalize(pixels, PREP).transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_model_input_follows_the_input_spec(layout: str, order: str) -> None:
+    # GIVEN pixels whose red, green and blue planes differ
+    pixels = np.zeros((2, 4, 5, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = 10, 100, 250
+    prep = Preprocessing(resize=4, crop=4, mean=(1, 2, 3), std=(2, 4, 8), channel_order=order, scale=1.0)
+    channels = (2, 1, 0) if order == "BGR" else (0, 1, 2)
+    axis = 1 if layout == "NCHW" else 3
+
+    floats = model_input(pixels, prep, TensorSpec("x", (-1,), "float32", layout))
+    raw = model_input(pixels, prep, TensorSpec("x", (-1,), "uint8", layout))
+
+    # THEN the channels sit on the layout's axis, in the channel order; floats scaled by 1 (pixels 0..255)
+    assert floats.shape == raw.shape == ((2, 3, 4, 5) if layout == "NCHW" else (2, 4, 5, 3))
+    assert floats.dtype == np.float32 and raw.dtype == np.uint8
+    assert floats.flags.c_contiguous and raw.flags.c_contiguous
+    for position, channel in enumerate(channels):
+        plane_f, plane_r = np.take(floats, position, axis=axis), np.take(raw, position, axis=axis)
+        expected = (pixels[0, 0, 0, channel] - prep.mean[position]) / prep.std[position]
+        np.testing.assert_allclose(plane_f, expected, rtol=1e-6)
+        np.testing.assert_array_equal(plane_r, pixels[0, 0, 0, channel])
+
+
+def test_an_input_spec_without_a_layout_reads_as_older_artifacts_wrote_it() -> None:
+    pixels = np.random.default_rng(1).integers(0, 256, (1, 4, 4, 3), dtype=np.uint8)
+    assert model_input(pixels, PREP, TensorSpec("x", (-1, 3, 4, 4), "float32")).shape == (1, 3, 4, 4)
+    np.testing.assert_array_equal(model_input(pixels, PREP, TensorSpec("x", (-1, 4, 4, 3), "uint8")), pixels)
+
+
+def test_model_input_refuses_what_is_not_uint8_rgb_pixels() -> None:
+    with pytest.raises(ValueError, match="expected uint8 pixels"):
+        model_input(np.zeros((1, 4, 4, 3), np.float32), PREP, TensorSpec("x", (-1,), "float32", "NCHW"))
+    with pytest.raises(ValueError, match="float16 is not one of"):
+        model_input(np.zeros((1, 4, 4, 3), np.uint8), PREP, TensorSpec("x", (-1,), "float16", "NCHW"))

@@ -24,10 +24,17 @@ def load(config: ExportConfig, plan: SourcePlan, log: Log) -> Prepared:
         std=(1.0, 1.0, 1.0),
         interpolation=plan.interpolation,
         channel_order=config.channel_order,
+        scale=plan.scale,
     )
     dataset = datasets.load(config.data, geometry, seed=config.seed)
     if plan.labels is not None and (plan.onnx is not None or set(dataset.labels) <= set(plan.labels)):
         dataset = datasets.with_labels(dataset, plan.labels)
+    elif plan.onnx is not None and plan.onnx.classes != len(dataset.labels):
+        raise ConfigError(
+            f"the model outputs {plan.onnx.classes} classes but the data has {len(dataset.labels)} "
+            f"({', '.join(dataset.labels[:5])}{', ...' if len(dataset.labels) > 5 else ''}); "
+            "pass --labels FILE with its class names in output order"
+        )
     if config.num_classes is not None and config.num_classes != len(dataset.labels):
         raise ConfigError(f"--num-classes {config.num_classes} but the data has {len(dataset.labels)} classes")
     if plan.mean is not None and plan.std is not None:

@@ -37,6 +37,7 @@ from amaas_export.stages.quantize import Quantized
 from amaas_export.stages.serving import ServingFile
 from amaas_export.stages.source import FloatModel
 
+_IMPORTED_ARCHITECTURE = {"--from-onnx": "onnx", "--from-keras": "keras", "--from-savedmodel": "savedmodel"}
 CHART_FILE = "stages.png"
 CONFIG_FILE = "export.toml"
 _LIBRARIES = ("torch", "torchvision", "torch-pruning", "onnx", "onnxruntime", "numpy", "pillow")
@@ -122,7 +123,7 @@ def _manifest(config: ExportConfig, prepared: Prepared, run: Run, model_path: Pa
     return Manifest(
         name=config.model_name,
         version=config.version or sha[:12],
-        architecture="onnx" if config.from_onnx else config.arch,
+        architecture=_IMPORTED_ARCHITECTURE[config.imported[0]] if config.imported else config.arch,
         labels=labels,
         input=run.final.spec,
         output=TensorSpec(_output_name(model_path), (-1, len(labels)), "float32"),

@@ -41,7 +41,7 @@ def int8(config: ExportConfig, prepared: Prepared, parent: Stage, work: Path, lo
     results: list[tuple[QuantizationConfig, Stage, float, list[str]]] = []
     for i, candidate in enumerate(tried):
         path = work / f"int8-{i}.onnx"
-        float_nodes = quantize_int8(parent.path, path, calibration, prepared.prep, parent.spec.name, candidate)
+        float_nodes = quantize_int8(parent.path, path, calibration, prepared.prep, parent.spec, candidate)
         top1 = prepared.evaluate(path, parent.spec)
         drop = (parent.top1 - top1) * 100
         results.append((candidate, Stage("int8", path, top1, parent.spec), drop, float_nodes))

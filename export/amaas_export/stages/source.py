@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from amaas.artifact.manifest import TensorSpec
+from amaas.artifact.manifest import PIXEL_SCALE, Preprocessing, TensorSpec
 from amaas.artifact.preprocessing import model_input
 from amaas_export.config import ExportConfig
 from amaas_export.errors import ConfigError, first_line
@@ -36,12 +36,26 @@ class FloatModel:
 
 def float_model(config: ExportConfig, plan: SourcePlan, prepared: Prepared, work: Path, log: Log) -> FloatModel:
     if plan.onnx is not None:
+        assert config.imported is not None
+        flag, path = config.imported
+        for note in plan.onnx.notes:
+            log(f"{flag}: {note}")
+        log(f"{flag}: fed {_describe_feed(prepared.prep, plan.onnx.input)}")
         top1 = prepared.evaluate(plan.onnx.path, plan.onnx.input)
-        log(f"fp32: {plan.onnx.path.name} from --from-onnx, held-out top-1 {top1:.4f}")
+        log(f"fp32: {path.name} from {flag}, held-out top-1 {top1:.4f}")
         return FloatModel(Stage("fp32", plan.onnx.path, top1, plan.onnx.input), parity=None, train_seconds=0.0)
     model, seconds = _trained(config, plan, prepared, log)
     stage, parity = export_stage(config, prepared, "fp32", model, work, log)
     return FloatModel(stage, parity, seconds)
+
+
+def _describe_feed(prep: Preprocessing, spec: TensorSpec) -> str:
+    order = prep.channel_order
+    if spec.dtype == "uint8":
+        return f"uint8 {order} pixels 0..255 as they are, {spec.layout}"
+    scale = "1/255" if prep.scale == PIXEL_SCALE else f"{prep.scale:g}"
+    mean, std = (" ".join(f"{v:g}" for v in values) for values in (prep.mean, prep.std))
+    return f"float32 {order} pixels x {scale}, minus mean {mean}, divided by std {std}, {spec.layout}"
 
 
 def float_spec(prepared: Prepared) -> TensorSpec:

@@ -30,6 +30,8 @@ PROVENANCE = "provenance"
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+INPUT_DTYPES = ("float32", "uint8")
+PIXEL_SCALE = 1 / 255  # pixels 0..255 to 0..1, torchvision's ToTensor
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,10 @@ class TensorSpec:
 class Preprocessing:
     """How an RGB image becomes the model's input tensor, torchvision's eval transform in data form.
 
-    Resize the shorter side to ``resize`` with ``interpolation``, centre-crop ``crop`` x ``crop``, scale to
-    [0, 1], subtract ``mean`` and divide by ``std`` per channel, in ``channel_order``.
+    Resize the shorter side to ``resize`` with ``interpolation``, centre-crop ``crop`` x ``crop``, put the
+    channels in ``channel_order``; for a float input, multiply by ``scale`` (1/255: pixels 0..1; 1 for a model
+    that scales 0..255 pixels itself, as a Keras ``Rescaling`` layer does), subtract ``mean`` and divide by
+    ``std`` per channel. A uint8 input takes the pixels as they are: its graph does the arithmetic.
     """
 
     resize: int
@@ -60,8 +64,11 @@ class Preprocessing:
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
     channel_order: str = "RGB"
+    scale: float = PIXEL_SCALE
 
     def __post_init__(self) -> None:
+        if not 0 < self.scale < float("inf"):
+            raise ManifestError(f"preprocessing scale must be a positive number, got {self.scale}")
         if not 0 < self.crop <= self.resize:
             raise ManifestError(f"preprocessing needs 0 < crop <= resize, got crop={self.crop} resize={self.resize}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -111,6 +118,7 @@ class Manifest:
     def __post_init__(self) -> None:
         if not self.labels:
             raise ManifestError("manifest has no labels")
+        _check_image_input(self.input)
         if self.output.shape and self.output.shape[-1] not in (-1, len(self.labels)):
             raise ManifestError(
                 f"manifest lists {len(self.labels)} labels but the model outputs {self.output.shape[-1]} classes"
@@ -143,7 +151,7 @@ class Manifest:
                 "mean": list(self.preprocessing.mean),
                 "std": list(self.preprocessing.std),
                 "channel_order": self.preprocessing.channel_order,
-                "scale": 1 / 255,
+                "scale": self.preprocessing.scale,
             },
             "metrics": dict(self.metrics),
             **dict(self.details),
@@ -177,6 +185,7 @@ class Manifest:
                 std=_field(prep, "std", _triple, "preprocessing."),
                 interpolation=_field(prep, "interpolation", str, "preprocessing.", "bilinear"),
                 channel_order=_field(prep, "channel_order", str, "preprocessing.", "RGB"),
+                scale=_field(prep, "scale", float, "preprocessing.", PIXEL_SCALE),
             ),
             files={
                 str(name): FileEntry(
@@ -215,6 +224,24 @@ def _field(
         return convert(data[key])
     except (TypeError, ValueError, OverflowError) as exc:
         raise ManifestError(f"manifest.json field '{prefix}{key}' has a value of the wrong type or form") from exc
+
+
+def _check_image_input(spec: TensorSpec) -> None:
+    """The input serving builds from images: a batch of RGB images, float32 or uint8, channels where its layout
+    says (a spec without a layout is NCHW if float, NHWC if uint8, as artifacts before the field were)."""
+    if spec.dtype not in INPUT_DTYPES:
+        raise ManifestError(f"input {spec.name} is {spec.dtype}; amaas feeds images as one of {INPUT_DTYPES}")
+    if len(spec.shape) != 4 or spec.shape[channel_axis(spec)] not in (-1, 3):
+        raise ManifestError(f"input {spec.name} {list(spec.shape)} is not a batch of RGB images in {layout_of(spec)}")
+
+
+def layout_of(spec: TensorSpec) -> str:
+    """NCHW or NHWC; artifacts written before inputs carried a layout had NCHW floats or NHWC uint8 pixels."""
+    return spec.layout or ("NHWC" if spec.dtype == "uint8" else "NCHW")
+
+
+def channel_axis(spec: TensorSpec) -> int:
+    return 3 if layout_of(spec) == "NHWC" else 1
 
 
 def _tensor_dict(spec: TensorSpec) -> dict[str, Any]:

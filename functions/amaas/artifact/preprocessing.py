@@ -1,7 +1,9 @@
-"""Pixels to model input, defined once and used by export (calibration, evaluation) and serving alike.
+"""Pixels to model input: the one function every stage that feeds a model goes through, in export (evaluation,
+calibration, parity, timing, golden samples) and serving (``/v1`` images, ``/v2`` image inputs) alike.
 
 Numpy only, so it runs in the Lambda runtime and tests without onnxruntime. Bytes and images become pixels
-at the model's geometry in ``amaas.artifact.imaging``; this module turns those pixels into the tensor the model takes.
+at the model's geometry in ``amaas.artifact.imaging``; ``model_input`` turns those pixels into the tensor the
+manifest's input spec describes: channel order, then (for a float input) scale, mean and std, then layout.
 """
 
 from __future__ import annotations
@@ -12,42 +14,43 @@ import numpy as np
 from PIL import Image
 
 from amaas.artifact.imaging import to_model
-from amaas.artifact.manifest import Preprocessing, TensorSpec
+from amaas.artifact.manifest import INPUT_DTYPES, Preprocessing, TensorSpec, layout_of
 
-
-def normalize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """uint8 NHWC RGB pixels to the float32 NCHW tensor the model takes.
-
-    Args:
-        pixels: Array of shape (N, H, W, 3), dtype uint8, RGB.
-        prep: The manifest's preprocessing.
-
-    Returns:
-        Contiguous float32 array of shape (N, 3, H, W).
-    """
-    if pixels.ndim != 4 or pixels.shape[-1] != 3:
-        raise ValueError(f"expected uint8 pixels of shape (N, H, W, 3), got {pixels.shape}")
-    if prep.channel_order == "BGR":
-        pixels = pixels[..., ::-1]
-    scale = np.float32(1.0 / 255.0)
-    mean = np.asarray(prep.mean, dtype=np.float32)
-    inv_std = np.float32(1.0) / np.asarray(prep.std, dtype=np.float32)
-    tensor = (pixels.astype(np.float32) * scale - mean) * inv_std
-    return np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))
+# What torch models built and trained by the export take (amaas_export.onnx_export names the ONNX input).
+TORCH_INPUT = TensorSpec("input", (-1, 3, -1, -1), "float32", "NCHW")
 
 
 def model_input(pixels: np.ndarray, prep: Preprocessing, spec: TensorSpec) -> np.ndarray:
-    """uint8 NHWC RGB pixels to what the model's input takes.
+    """uint8 NHWC RGB pixels to the tensor a model with input ``spec`` takes.
 
-    A uint8 input means the export folded scaling and normalisation into the graph: the pixels go in as
-    they are. A float input gets ``normalize`` here, transposed when the model wants NHWC.
+    A uint8 input takes the pixels as they are (its graph scales and normalises them), in its channel order
+    and layout. A float32 input gets ``pixels * scale``, minus ``mean``, divided by ``std`` per channel.
+
+    Args:
+        pixels: Array of shape (N, H, W, 3), dtype uint8, RGB, at the model's geometry.
+        prep: The manifest's preprocessing.
+        spec: The manifest's input: dtype (float32 or uint8) and layout (NCHW or NHWC).
+
+    Returns:
+        A contiguous array of ``spec``'s dtype, (N, 3, H, W) for NCHW or (N, H, W, 3) for NHWC.
     """
-    if spec.dtype == "uint8":
-        return np.ascontiguousarray(pixels)
-    tensor = normalize(pixels, prep)
-    if spec.layout == "NHWC":
-        return np.ascontiguousarray(tensor.transpose(0, 2, 3, 1))
-    return tensor
+    if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels of shape (N, H, W, 3), got {pixels.dtype} {pixels.shape}")
+    if spec.dtype not in INPUT_DTYPES:
+        raise ValueError(f"model input dtype {spec.dtype} is not one of {INPUT_DTYPES}")
+    tensor = pixels[..., ::-1] if prep.channel_order == "BGR" else pixels
+    if spec.dtype == "float32":
+        mean = np.asarray(prep.mean, dtype=np.float32)
+        inv_std = np.float32(1.0) / np.asarray(prep.std, dtype=np.float32)
+        tensor = (tensor.astype(np.float32) * np.float32(prep.scale) - mean) * inv_std
+    if layout_of(spec) == "NCHW":
+        tensor = tensor.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(tensor)
+
+
+def normalize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """``model_input`` for the float NCHW input of the torch models the export trains."""
+    return model_input(pixels, prep, TORCH_INPUT)
 
 
 def prepare(images: Sequence[Image.Image], prep: Preprocessing, spec: TensorSpec) -> np.ndarray:

@@ -12,13 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from amaas_export.errors import ConfigError
-from amaas_export.tensorflow_source import (
-    INSTALL_HINT,
-    convert_tensorflow,
-    describe_input,
-    ends_in_softmax,
-    find_input_scaling,
-)
+from amaas_export.onnx_input import describe_input, ends_in_softmax, find_input_scaling, strip_final_softmax
+from amaas_export.tensorflow_source import INSTALL_HINT, convert_tensorflow
 
 
 def graph(
@@ -51,13 +46,45 @@ def graph(
 
 
 def test_tensorflow_layout_is_read_as_nhwc_with_a_free_batch() -> None:
-    spec = describe_input(graph(["unk__28", 32, 32, 3], []))
+    spec = describe_input(graph(["unk__28", 32, 32, 3], [])).spec
     assert (spec.name, spec.shape, spec.dtype, spec.layout) == ("x", (-1, 32, 32, 3), "float32", "NHWC")
 
 
 def test_channels_first_and_uint8_inputs_are_recognised() -> None:
-    assert describe_input(graph([1, 3, 224, 224], [])).layout == "NCHW"
-    assert describe_input(graph(["n", 64, 64, 3], [("Cast", None)], dtype=TensorProto.UINT8)).dtype == "uint8"
+    assert describe_input(graph([1, 3, 224, 224], [])).spec.layout == "NCHW"
+    assert describe_input(graph(["n", 64, 64, 3], [("Cast", None)], dtype=TensorProto.UINT8)).spec.dtype == "uint8"
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout", "expected"),
+    [
+        (["n", 3, "h", "w"], None, "NCHW"),
+        (["n", "h", "w", 3], None, "NHWC"),
+        (["n", "c", 32, 32], None, "NCHW"),  # the only axis that could hold the channels
+        (["n", 3, 32, 3], "NHWC", "NHWC"),
+        (["n", "c", "h", "w"], "NHWC", "NHWC"),
+        (["n", 3, 224, 224], "NCHW", "NCHW"),
+    ],
+)
+def test_the_layout_is_read_from_the_shape_or_given(shape: list[int | str], layout: str | None, expected: str) -> None:
+    found = describe_input(graph(shape, []), layout)
+    assert found.spec.layout == expected
+    assert found.reason.startswith("--layout" if layout else "read from its shape")
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout", "message"),
+    [
+        (["n", "c", "h", "w"], None, "cannot tell NCHW from NHWC .* pass --layout NCHW or --layout NHWC"),
+        (["n", 3, 32, 3], None, "cannot tell NCHW from NHWC"),
+        (["n", 32, 32, 3], "NCHW", r"--layout NCHW puts the channels on axis 1, but the input \[N, 32, 32, 3\] has 32"),
+    ],
+)
+def test_a_layout_the_shape_cannot_decide_or_contradicts_is_refused(
+    shape: list[int | str], layout: str | None, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        describe_input(graph(shape, []), layout)
 
 
 @pytest.mark.parametrize(
@@ -115,9 +142,14 @@ def test_constant_minus_input_is_not_mistaken_for_scaling() -> None:
     assert find_input_scaling(model) is None
 
 
-def test_a_softmax_head_is_reported() -> None:
-    assert ends_in_softmax(graph(["n", 32, 32, 3], [], head="Softmax"))
-    assert not ends_in_softmax(graph(["n", 32, 32, 3], []))
+def test_a_softmax_head_is_reported_and_turned_back_into_logits() -> None:
+    model = graph(["n", 32, 32, 3], [], head="Softmax")
+    assert ends_in_softmax(model) and not ends_in_softmax(graph(["n", 32, 32, 3], []))
+
+    assert strip_final_softmax(model)
+
+    assert [n.op_type for n in model.graph.node] == ["Identity"] and model.graph.output[0].name == "y"
+    assert not strip_final_softmax(model)
 
 
 def test_without_tensorflow_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
