@@ -138,6 +138,11 @@ def _import_tensorflow() -> tuple[Any, Any]:
     # TensorFlow's C++ start-up lines (oneDNN notices, CPU features) go to file descriptor 2 whatever its log
     # level says; they say nothing an export needs. The level is a default: a user's own setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow and triton (torch's kernel compiler, which importing torchvision loads) both bring their own
+    # LLVM; triton's library segfaults when it is loaded after TensorFlow's, as the data stage would load it.
+    # Loaded first, both work.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("triton")
     try:
         with _native_stderr_silenced():
             tf = importlib.import_module("tensorflow")

@@ -19,6 +19,9 @@ from mangum import Mangum
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# torchvision (the export's data stage) loads triton, which segfaults if TensorFlow was loaded before it; the
+# export itself loads triton first (amaas_export.tensorflow_source), and this module, which trains with Keras, too.
+import torchvision  # noqa: F401, I001
 import keras
 import tensorflow as tf
 
@@ -101,7 +104,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     (root / "labels.txt").write_text("\n".join(str(i) for i in range(CLASSES)) + "\n")
     model = small_cnn(keras.layers.Softmax())
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.SparseCategoricalCrossentropy())
-    model.fit(train_x.astype(np.float32), train_y, epochs=10, batch_size=64, verbose=0)
+    model.fit(train_x.astype(np.float32), train_y, epochs=20, batch_size=32, verbose=0)
     model.save(root / "digits.keras")
     model.export(str(root / "saved_model"), verbose=False)
     answers = np.asarray(model.predict(test_x.astype(np.float32), verbose=0)).argmax(1)
