@@ -13,12 +13,16 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup demo export build test browser lint format bench bench-export bench-lambda bench-batch fuzz deploy clean
 
+# The tensorflow extra (TensorFlow and tf2onnx, for `amaas export --from-keras/--from-savedmodel`) is part of the
+# development setup because the Keras tests need it.
+EXTRAS ?= export,serve,dev,tensorflow
+
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[export,serve,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 ## demo: export the synthetic model, build the Lambda layers, serve it locally and classify samples

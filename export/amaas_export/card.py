@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from amaas.artifact.manifest import PROVENANCE, Manifest
+from amaas.artifact.manifest import PIXEL_SCALE, PROVENANCE, Manifest
 
 
 def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
@@ -152,8 +152,7 @@ def _model(manifest: Manifest) -> list[str]:
         "## Preprocessing (applied by the server; send plain images)",
         "",
         f"Convert to {prep.channel_order}, resize the shorter side to {prep.resize} ({prep.interpolation}), "
-        f"centre-crop {prep.crop}x{prep.crop}, scale to [0, 1], normalise with mean "
-        f"{list(prep.mean)} and std {list(prep.std)}.",
+        f"centre-crop {prep.crop}x{prep.crop}, " + _arithmetic(manifest),
         "",
     ]
 
@@ -188,6 +187,14 @@ def _data(
 def _change(drop: float) -> str:
     """A drop as a signed change, without printing -0.00."""
     return f"{-drop + 0.0:+.2f}"
+
+
+def _arithmetic(manifest: Manifest) -> str:
+    prep = manifest.preprocessing
+    if manifest.input.dtype == "uint8":
+        return "and feed the pixels 0..255 as they are (the model scales them itself)."
+    scale = "1/255 (to [0, 1])" if prep.scale == PIXEL_SCALE else f"{prep.scale:g}"
+    return f"multiply by {scale}, normalise with mean {list(prep.mean)} and std {list(prep.std)}."
 
 
 def _epochs(n: int) -> str:

@@ -31,7 +31,7 @@ from amaas.artifact.manifest import TensorSpec
 from amaas_export.errors import ConfigError, GateError, first_line
 from amaas_export.onnx_input import InputScaling, describe_input, ends_in_softmax, find_input_scaling
 
-INSTALL_HINT = "pip install amaas[tensorflow]"
+INSTALL_HINT = "pip install 'amaas[tensorflow]'"
 OPSET = 17
 BATCH_DIM = "batch"
 SERVING_SIGNATURE = "serving_default"

@@ -58,7 +58,8 @@ def occlusion(model: Model, image: bytes, *, grid: int, target: int | None = Non
             f"grid {grid} does not fit this model's {width}x{height} input; the largest grid is {min(height, width)}"
         )
     rows, cols = cell_edges(height, grid), cell_edges(width, grid)
-    fill = np.round(np.asarray(manifest.preprocessing.mean) * 255).astype(np.uint8)
+    prep = manifest.preprocessing
+    fill = np.clip(np.round(np.asarray(prep.mean) / prep.scale), 0, 255).astype(np.uint8)  # the mean pixel
 
     batch = np.repeat(pixels[None], grid * grid + 1, axis=0)
     for k in range(grid * grid):

@@ -178,3 +178,22 @@ def test_sources_that_are_not_tensorflow_models_fail_before_importing_it(
 def test_a_directory_without_saved_model_pb_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"without saved_model\.pb"):
         convert_tensorflow(tmp_path, tmp_path / "model.onnx")
+
+
+def test_the_cli_names_the_extra_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a Keras file and a Python without TensorFlow
+    from amaas_cli.main import main
+
+    (tmp_path / "model.keras").write_bytes(b"PK")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+
+    code = main(["export", "--from-keras", str(tmp_path / "model.keras"), "--out", str(tmp_path / "out")])
+
+    # THEN the export stops with one line that says what to install, and writes nothing
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("amaas export: error: converting a TensorFlow model needs tensorflow and tf2onnx")
+    assert err.rstrip().endswith("pip install 'amaas[tensorflow]'")
+    assert not (tmp_path / "out").exists()
