@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from amaas.artifact.manifest import PIXEL_SCALE, TensorSpec
+from amaas.artifact.manifest import PIXEL_SCALE, Preprocessing, TensorSpec
+from amaas.artifact.preprocessing import model_input
 from amaas_export.config import CIFAR_CNN, ExportConfig
 from amaas_export.errors import ConfigError, first_line
 from amaas_export.onnx_input import describe_input, find_input_scaling, strip_final_softmax
@@ -81,17 +82,15 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
     """
     interpolation = config.interpolation or DEFAULT_INTERPOLATION
     if config.imported is not None:
-        source = import_model(config, work)
-        crop = source.input.shape[2] if source.input.layout == "NCHW" else source.input.shape[1]
-        scale, mean, std = imported_preprocessing(config, source)
+        source, prep = import_model(config, work)
         return SourcePlan(
-            resize=config.resize or crop,
-            crop=crop,
-            mean=mean,
-            std=std,
+            resize=config.resize or prep.crop,
+            crop=prep.crop,
+            mean=prep.mean,
+            std=prep.std,
             labels=source.labels,
             interpolation=interpolation,
-            scale=scale,
+            scale=prep.scale,
             onnx=source,
         )
     if config.weights is not None:
@@ -133,8 +132,9 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return labels
 
 
-def import_model(config: ExportConfig, work: Path) -> OnnxSource:
-    """The imported model as a prepared ONNX file: converted by tf2onnx first if it is a TensorFlow model."""
+def import_model(config: ExportConfig, work: Path) -> tuple[OnnxSource, Preprocessing]:
+    """The imported model as a prepared ONNX file (converted by tf2onnx first if it is a TensorFlow model), and
+    the preprocessing it is fed with, checked on a batch of 2 images against the images one at a time."""
     assert config.imported is not None
     flag, path = config.imported
     notes = []
@@ -148,7 +148,11 @@ def import_model(config: ExportConfig, work: Path) -> OnnxSource:
         )
         path = converted.path
     source = prepare_onnx(path, config.labels_file, work, config.image_size, config.layout, flag)
-    return replace(source, notes=(*notes, *source.notes))
+    scale, mean, std = imported_preprocessing(config, source)
+    crop = source.input.shape[2] if source.input.layout == "NCHW" else source.input.shape[1]
+    prep = Preprocessing(crop, crop, mean, std, channel_order=config.channel_order, scale=scale)
+    classes = _check_batches(source.path, source.input, prep, source.classes or len(source.labels or ()))
+    return replace(source, classes=classes, notes=(*notes, *source.notes)), prep
 
 
 def imported_preprocessing(config: ExportConfig, source: OnnxSource) -> tuple[float, Triple, Triple]:
@@ -228,7 +232,6 @@ def prepare_onnx(
     onnx.save(model, str(prepared))
     shape = (-1, 3, side, side) if tensor.layout == "NCHW" else (-1, side, side, 3)
     spec = TensorSpec(tensor.name, shape, tensor.dtype, tensor.layout)
-    classes = _check_batches(prepared, spec, classes or len(labels or ()))
     return OnnxSource(prepared, spec, labels, classes, takes_pixels, tuple(notes))
 
 
@@ -256,21 +259,17 @@ def _unfix_batch_reshapes(model: onnx.ModelProto) -> None:
             tensor.CopyFrom(numpy_helper.from_array(unfixed, tensor.name))
 
 
-def _check_batches(path: Path, spec: TensorSpec, classes: int) -> int:
-    """The model must take a batch of 2 and answer each image as it does alone; returns its class count
-    (``classes``, when the file or the labels say)."""
+def _check_batches(path: Path, spec: TensorSpec, prep: Preprocessing, classes: int) -> int:
+    """The model must take a batch of 2 random images, fed as every stage feeds it, and answer each as it does
+    alone; returns its class count (``classes``, when the file or the labels say)."""
     import onnxruntime as ort
 
     from amaas.artifact.session import create_session
 
     quiet = ort.RunOptions()
     quiet.log_severity_level = 4  # a failure is reported below, in words; ORT's own log line is noise
-    shape = [2 if d == -1 else d for d in spec.shape]
-    rng = np.random.default_rng(0)
-    if spec.dtype == "uint8":
-        images = rng.integers(0, 256, shape, dtype=np.uint8)
-    else:
-        images = rng.standard_normal(shape).astype(np.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, prep.crop, prep.crop, 3), dtype=np.uint8)
+    images = model_input(pixels, prep, spec)
     try:
         session = create_session(path, threads=1)
         together = session.run(None, {spec.name: images}, quiet)[0]
