@@ -41,7 +41,7 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
         "",
         f"![accuracy against latency per stage]({chart})",
         "",
-        *_gates(metrics, details),
+        *_gates(metrics, details, "TensorFlow" if manifest.architecture in ("keras", "savedmodel") else "torch"),
         *_quantization(details),
     ]
     lines += [*_serving(details), *_model(manifest), *_data(settings, data, training, details)]
@@ -70,12 +70,12 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
     return "\n".join(lines)
 
 
-def _gates(metrics: dict[str, Any], details: dict[str, Any]) -> list[str]:
+def _gates(metrics: dict[str, Any], details: dict[str, Any], framework: str) -> list[str]:
     gates = details["gates"]
     lines = ["## Gates", ""]
     if metrics.get("parity_max_abs_diff") is not None:
         lines.append(
-            f"- ONNX Runtime vs torch: max |logit difference| {metrics['parity_max_abs_diff']:.1e} "
+            f"- ONNX Runtime vs {framework}: max |logit difference| {metrics['parity_max_abs_diff']:.1e} "
             f"(limit {gates['parity_tolerance']:.0e} + 1e-05 x max|logit|)"
         )
     if "prune_drop_points" in metrics:

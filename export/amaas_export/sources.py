@@ -40,6 +40,7 @@ class OnnxSource:
     classes: How many classes the model outputs (0 if the file does not say).
     takes_pixels: Its graph scales 0..255 pixels itself (a Keras Rescaling or Normalization layer).
     notes: What was found and done, for the export's log.
+    parity: Largest |output difference| between ONNX Runtime and TensorFlow, for a converted model.
     """
 
     path: Path
@@ -48,6 +49,7 @@ class OnnxSource:
     classes: int
     takes_pixels: bool = False
     notes: tuple[str, ...] = ()
+    parity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def import_model(config: ExportConfig, work: Path) -> tuple[OnnxSource, Preproce
     the preprocessing it is fed with, checked on a batch of 2 images against the images one at a time."""
     assert config.imported is not None
     flag, path = config.imported
-    notes = []
+    notes, parity = [], None
     if flag != "--from-onnx":
         from amaas_export.tensorflow_source import OPSET, convert_tensorflow
 
@@ -146,13 +148,13 @@ def import_model(config: ExportConfig, work: Path) -> tuple[OnnxSource, Preproce
             f"converted {path.name} with tf2onnx (opset {OPSET}); ONNX Runtime matches TensorFlow "
             f"within {converted.max_abs_diff:.1e}"
         )
-        path = converted.path
+        path, parity = converted.path, converted.max_abs_diff
     source = prepare_onnx(path, config.labels_file, work, config.image_size, config.layout, flag)
     scale, mean, std = imported_preprocessing(config, source)
     crop = source.input.shape[2] if source.input.layout == "NCHW" else source.input.shape[1]
     prep = Preprocessing(crop, crop, mean, std, channel_order=config.channel_order, scale=scale)
     classes = _check_batches(source.path, source.input, prep, source.classes or len(source.labels or ()))
-    return replace(source, classes=classes, notes=(*notes, *source.notes)), prep
+    return replace(source, classes=classes, notes=(*notes, *source.notes), parity=parity), prep
 
 
 def imported_preprocessing(config: ExportConfig, source: OnnxSource) -> tuple[float, Triple, Triple]:

@@ -147,6 +147,10 @@ def test_a_keras_model_becomes_a_gated_int8_artifact_that_answers_like_keras(
     assert (prep.scale, prep.mean, prep.std) == (1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), "pixels 0..255 as they are"
     # AND it went through the INT8 gate, and the served file is INT8
     assert manifest.metrics["served"]["stage"] == "int8"
+    assert manifest.metrics["parity_max_abs_diff"] < 1e-4, "ONNX Runtime against TensorFlow"
+    card = (run.out / "MODEL_CARD.md").read_text()
+    assert "ONNX Runtime vs TensorFlow: max |logit difference|" in card
+    assert "multiply by 1, normalise with mean [0.0, 0.0, 0.0]" in card
     assert manifest.metrics["top1_drop_points"] <= 1.0
 
     # AND served, it answers like Keras on the held-out images

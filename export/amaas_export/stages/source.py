@@ -25,7 +25,8 @@ PARITY_IMAGES = 64
 class FloatModel:
     """Attributes:
     stage: The FP32 ONNX file (``fp32``).
-    parity: Largest |logit difference| between torch and ONNX Runtime (``None`` for an imported ONNX file).
+    parity: Largest |logit difference| between torch (or TensorFlow, for a converted model) and ONNX Runtime;
+        ``None`` for an imported ONNX file.
     train_seconds: Time spent training (0 when nothing was trained).
     """
 
@@ -43,7 +44,8 @@ def float_model(config: ExportConfig, plan: SourcePlan, prepared: Prepared, work
         log(f"{flag}: fed {_describe_feed(prepared.prep, plan.onnx.input)}")
         top1 = prepared.evaluate(plan.onnx.path, plan.onnx.input)
         log(f"fp32: {path.name} from {flag}, held-out top-1 {top1:.4f}")
-        return FloatModel(Stage("fp32", plan.onnx.path, top1, plan.onnx.input), parity=None, train_seconds=0.0)
+        stage = Stage("fp32", plan.onnx.path, top1, plan.onnx.input)
+        return FloatModel(stage, parity=plan.onnx.parity, train_seconds=0.0)
     model, seconds = _trained(config, plan, prepared, log)
     stage, parity = export_stage(config, prepared, "fp32", model, work, log)
     return FloatModel(stage, parity, seconds)
