@@ -50,7 +50,7 @@ def train_detector(
             optimizer.zero_grad()
             loss.backward()  # type: ignore[union-attr]
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))  # type: ignore[union-attr]
             step += 1
         report(f"epoch {epoch:>3}/{epochs}  loss {np.mean(losses):.4f}  {time.perf_counter() - started:6.1f}s")
     detector.eval()

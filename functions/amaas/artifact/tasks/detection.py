@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from amaas.artifact.imaging import Decoded, Limits, decode_sized
 from amaas.artifact.manifest import Manifest
 from amaas.errors import ManifestError
 
@@ -346,3 +347,52 @@ def detect(
             ]
         )
     return answers
+
+
+class ObjectDetection:
+    """The detection task as the model holds it."""
+
+    name: str = "detection"
+    metric: str = "map50"
+
+    def check(self, manifest: Manifest) -> None:
+        """A stretched input, a valid ``task_config``, and outputs of its layout: SSD heads ``[N, A, 4]`` and
+        ``[N, A, classes]`` (A the default boxes' count), or padded ``boxes``, ``scores``, ``labels``."""
+        config = DetectionConfig.from_manifest(manifest)
+        if manifest.preprocessing.resize_mode != "stretch":
+            raise ManifestError("a detection model needs preprocessing.resize_mode 'stretch' to map boxes back")
+        shapes = [spec.shape for spec in manifest.outputs]
+        if config.layout == "ssd":
+            assert config.anchors is not None
+            count = config.anchors.count
+            ok = len(shapes) == 2 and all(len(s) == 3 and s[1] in (-1, count) for s in shapes)
+            if not ok or shapes[0][2] != 4 or shapes[1][2] not in (-1, len(manifest.labels)):
+                raise ManifestError(
+                    f"an SSD detection model outputs box regressions [N, {count}, 4] and class logits "
+                    f"[N, {count}, {len(manifest.labels)}]; the manifest says {[list(s) for s in shapes]}"
+                )
+        elif len(shapes) != 3 or len(shapes[0]) != 3 or shapes[0][2] != 4 or len(shapes[1]) != 2 or len(shapes[2]) != 2:
+            raise ManifestError(
+                f"a 'boxes' detection model outputs boxes [N, D, 4], scores [N, D] and labels [N, D]; "
+                f"the manifest says {[list(s) for s in shapes]}"
+            )
+
+    def pixels(self, data: bytes, manifest: Manifest, limits: Limits) -> Decoded:
+        """The whole image stretched to the model's square input, and its original size."""
+        return decode_sized(data, manifest.preprocessing, limits)
+
+    def decode(
+        self, outputs: Sequence[np.ndarray], manifest: Manifest, sizes: Sequence[tuple[int, int]], **options: Any
+    ) -> list[Any]:
+        """Each image's ``Detection`` list, boxes in its original size; ``score_threshold=`` and
+        ``max_detections=`` override the manifest's defaults (``None`` keeps them)."""
+        return detect(
+            outputs,
+            manifest,
+            sizes,
+            score_threshold=options.get("score_threshold"),
+            max_detections=options.get("max_detections"),
+        )
+
+
+DETECTION = ObjectDetection()
