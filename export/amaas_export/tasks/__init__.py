@@ -18,7 +18,7 @@ from amaas.artifact.manifest import Manifest, Preprocessing, TensorSpec
 from amaas.artifact.model import Model
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.errors import ConfigError
-from amaas_export.tasks import classification
+from amaas_export.tasks import classification, segmentation
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,6 +98,7 @@ class ExportTask(Protocol):
 
 EXPORT_TASKS: Mapping[str, ExportTask] = {
     classification.TASK.name: classification.TASK,
+    segmentation.TASK.name: segmentation.TASK,
 }
 
 
