@@ -6,6 +6,11 @@ import shlex
 from typing import Any
 
 from amaas.artifact.manifest import PROVENANCE, Manifest
+from amaas.artifact.tasks import task_for
+from amaas_export.tasks import metric_title
+
+# How the card names each task's model and its gated metric; a task without an entry reads generically.
+KINDS = {"classification": "An image classifier", "segmentation": "A semantic segmentation model"}
 
 
 def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
@@ -15,25 +20,27 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
     data, training = details["data"], details["training"]
     settings = details[PROVENANCE]["export"]
     served = metrics["served"]
+    key = task_for(manifest.task).metric
+    metric = metric_title(key)
     lines = [
         f"# Model card: {manifest.name} (version {manifest.version})",
         "",
-        f"An image classifier over {len(manifest.labels)} classes, exported by `amaas export` on "
-        f"{details['created_at']}. It serves the **{served['stage']}** model: held-out top-1 "
-        f"{served['top1']:.2%}, {_size(served['bytes'])}.",
+        f"{KINDS.get(manifest.task, f'A {manifest.task} model')} over {len(manifest.labels)} classes, exported by "
+        f"`amaas export` on {details['created_at']}. It serves the **{served['stage']}** model: held-out {metric} "
+        f"{served[key]:.2%}, {_size(served['bytes'])}.",
         "",
         "## Stages",
         "",
-        f"Held-out top-1 on {data['held_out_images']} images never used for training or calibration. Latency is "
+        f"Held-out {metric} on {data['held_out_images']} images never used for training or calibration. Latency is "
         "ONNX Runtime p50 for one image on one thread, all stages timed round-robin in the same run.",
         "",
-        "| Stage | Held-out top-1 | File size | Parameters | MACs | Latency p50 | Size vs FP32 | Latency vs FP32 |",
+        f"| Stage | Held-out {metric} | File size | Parameters | MACs | Latency p50 | Size vs FP32 | Latency vs FP32 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = stages[0]
     for stage in stages:
         lines.append(
-            f"| {stage['name']} | {stage['top1']:.2%} | {_size(stage['bytes'])} | {stage['params'] / 1e6:.3f} M | "
+            f"| {stage['name']} | {stage[key]:.2%} | {_size(stage['bytes'])} | {stage['params'] / 1e6:.3f} M | "
             f"{stage['macs'] / 1e6:.1f} M | {stage['latency_ms']:.3f} ms | {stage['bytes'] / base['bytes']:.2f}x | "
             f"{stage['latency_ms'] / base['latency_ms']:.2f}x |"
         )
@@ -41,8 +48,8 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
         "",
         f"![accuracy against latency per stage]({chart})",
         "",
-        *_gates(metrics, details),
-        *_quantization(details),
+        *_gates(metrics, details, key),
+        *_quantization(details, key),
     ]
     lines += [*_serving(details), *_model(manifest), *_data(settings, data, training, details)]
     lines += [
@@ -70,7 +77,7 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
     return "\n".join(lines)
 
 
-def _gates(metrics: dict[str, Any], details: dict[str, Any]) -> list[str]:
+def _gates(metrics: dict[str, Any], details: dict[str, Any], key: str) -> list[str]:
     gates = details["gates"]
     lines = ["## Gates", ""]
     if metrics.get("parity_max_abs_diff") is not None:
@@ -78,21 +85,26 @@ def _gates(metrics: dict[str, Any], details: dict[str, Any]) -> list[str]:
             f"- ONNX Runtime vs torch: max |logit difference| {metrics['parity_max_abs_diff']:.1e} "
             f"(limit {gates['parity_tolerance']:.0e} + 1e-05 x max|logit|)"
         )
+    if metrics.get("parity_mask_agreement") is not None:
+        lines.append(
+            f"- ONNX Runtime vs torch: masks agree on {metrics['parity_mask_agreement']:.4%} of pixels "
+            f"(at least {1 - gates['parity_tolerance']:.4%} required)"
+        )
     if "prune_drop_points" in metrics:
         lines.append(
             f"- Pruned vs unpruned top-1: {_change(metrics['prune_drop_points'])} points "
             f"(a drop of at most {gates['max_prune_drop_points']:.2f} allowed)"
         )
-    if "top1_drop_points" in metrics:
+    if f"{key}_drop_points" in metrics:
         lines.append(
-            f"- INT8 vs its float model top-1: {_change(metrics['top1_drop_points'])} points "
+            f"- INT8 vs its float model {metric_title(key)}: {_change(metrics[f'{key}_drop_points'])} points "
             f"(a drop of at most {gates['max_accuracy_drop_points']:.2f} allowed)"
         )
     lines += [f"- Served file {_size(metrics['served']['bytes'])} (budget {gates['max_size_mb']:.0f} MB)", ""]
     return lines
 
 
-def _quantization(details: dict[str, Any]) -> list[str]:
+def _quantization(details: dict[str, Any], key: str) -> list[str]:
     quant = details["quantization"]
     if quant["mode"] == "none":
         return ["## Quantization", "", "Not quantized (`--quantize none`).", ""]
@@ -107,11 +119,12 @@ def _quantization(details: dict[str, Any]) -> list[str]:
     else:
         lines.append("**No INT8 candidate passed the accuracy gate: the float model ships.**")
     if quant.get("candidates"):
-        lines += ["", "| Candidate | Held-out top-1 | Drop (points) | Latency p50 |", "| --- | ---: | ---: | ---: |"]
+        title = f"Held-out {metric_title(key)}"
+        lines += ["", f"| Candidate | {title} | Drop (points) | Latency p50 |", "| --- | ---: | ---: | ---: |"]
         for c in quant["candidates"]:
             chosen = " (chosen)" if c["settings"] == quant.get("chosen") else ""
             lines.append(
-                f"| {c['settings']}{chosen} | {c['top1']:.2%} | {c['drop_points']:.2f} | {c['latency_ms']:.3f} ms |"
+                f"| {c['settings']}{chosen} | {c[key]:.2%} | {c['drop_points']:.2f} | {c['latency_ms']:.3f} ms |"
             )
     return [*lines, ""]
 

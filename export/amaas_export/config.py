@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from amaas.artifact.manifest import INTERPOLATIONS
+from amaas.artifact.tasks import TASKS
 from amaas_export.errors import ConfigError
 
 DEFAULT_EPOCHS = 20
@@ -66,9 +67,13 @@ class QuantizationConfig:
 class ExportConfig:
     """Everything that decides what ``amaas export`` produces.
 
+    ``task`` names what the model does (``amaas.artifact.tasks``): classification, or a dense task whose
+    architectures, data forms, metrics and parity come from ``amaas_export.tasks``.
+
     Model source (one of): ``arch`` (``cifar-cnn``, a torchvision classifier, or ``package.module:Class``) with
     optional ``weights`` (a state-dict file or a torchvision weights name such as ``IMAGENET1K_V1``); or
-    ``from_onnx`` (an existing ONNX classifier) with ``labels_file``.
+    ``from_onnx`` (an existing ONNX model) with ``labels_file`` and, for a dense task, ``task_config`` (a JSON
+    file of the manifest's ``task_config``: what its outputs mean).
 
     Attributes:
         data: Dataset spec, see ``amaas_export.data``; held-out images drive every gate.
@@ -95,12 +100,14 @@ class ExportConfig:
         out, name, version: Artifact directory, model name and version.
     """
 
+    task: str = "classification"
     arch: str = CIFAR_CNN
     data: str = "synthetic"
     out: Path = Path("dist/model")
     weights: str | None = None
     from_onnx: Path | None = None
     labels_file: Path | None = None
+    task_config: Path | None = None
     num_classes: int | None = None
     freeze_backbone: bool = False
     image_size: int | None = None
@@ -127,6 +134,13 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        _choice("--task", self.task, tuple(TASKS))
+        if self.task != "classification" and self.arch == CIFAR_CNN and self.from_onnx is None:
+            raise ConfigError(f"--task {self.task} needs --arch (a torchvision {self.task} model or module:Class)")
+        if self.task != "classification" and self.prune:
+            raise ConfigError(f"--prune is for classification models; --task {self.task} does not prune")
+        if self.task_config is not None and self.from_onnx is None:
+            raise ConfigError("--task-config declares an imported model's outputs: it goes with --from-onnx")
         if self.from_onnx is not None:
             if self.labels_file is None:
                 raise ConfigError("--from-onnx needs --labels FILE (one class name per line, in output order)")

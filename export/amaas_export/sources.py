@@ -16,6 +16,7 @@ import onnx
 from amaas.artifact.manifest import TensorSpec
 from amaas_export.config import CIFAR_CNN, ExportConfig
 from amaas_export.errors import ConfigError, first_line
+from amaas_export.tasks import ExportTask, export_task
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,12 +30,14 @@ class OnnxSource:
     path: Path
     input: TensorSpec
     labels: tuple[str, ...]
+    outputs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class SourcePlan:
     """Attributes:
-    resize, crop, interpolation: Input geometry.
+    task: What the export makes (``--task``).
+    resize, crop, interpolation: Input geometry (``resize`` equals ``crop`` for a task that stretches).
     mean, std: Normalisation if the source fixes it (pretrained weights, ONNX, flags); ``None`` means
         "measure it on the training images".
     labels: Class names if the source fixes them (ONNX labels file, pretrained categories).
@@ -42,6 +45,7 @@ class SourcePlan:
     onnx: The prepared ONNX model when the source is ``--from-onnx``.
     """
 
+    task: ExportTask
     resize: int
     crop: int
     mean: tuple[float, float, float] | None
@@ -60,11 +64,14 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
     weights' crop ratio (256/224 → 73 for a 64 crop).
     """
     interpolation = config.interpolation or DEFAULT_INTERPOLATION
+    task = export_task(config.task)
+    stretch = task.resize_mode == "stretch"  # the whole image, squeezed: no resize before a crop
     if config.from_onnx is not None:
-        source = prepare_onnx(config.from_onnx, config.labels_file, work, config.image_size)
+        source = prepare_onnx(config.from_onnx, config.labels_file, work, config.image_size, task)
         crop = source.input.shape[2] if source.input.layout == "NCHW" else source.input.shape[1]
         return SourcePlan(
-            resize=config.resize or crop,
+            task=task,
+            resize=crop if stretch else config.resize or crop,
             crop=crop,
             mean=config.mean or IMAGENET_MEAN,
             std=config.std or IMAGENET_STD,
@@ -73,13 +80,14 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
             onnx=source,
         )
     if config.weights is not None:
-        from amaas_export.models import is_weights_file, pretrained_info
+        from amaas_export.models import is_weights_file
 
         if not is_weights_file(config.weights):
-            info = pretrained_info(config.arch, config.weights)
+            info = task.pretrained_info(config.arch, config.weights)
             crop = config.image_size or info.crop
             return SourcePlan(
-                resize=config.resize or max(crop, round(crop * info.resize / info.crop)),
+                task=task,
+                resize=crop if stretch else config.resize or max(crop, round(crop * info.resize / info.crop)),
                 crop=crop,
                 mean=config.mean or info.mean,
                 std=config.std or info.std,
@@ -89,7 +97,8 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
             )
     crop = config.image_size or DEFAULT_SIZE.get(config.arch, TORCHVISION_DEFAULT_SIZE)
     return SourcePlan(
-        resize=config.resize or crop,
+        task=task,
+        resize=crop if stretch else config.resize or crop,
         crop=crop,
         mean=config.mean,
         std=config.std,
@@ -111,11 +120,13 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return labels
 
 
-def prepare_onnx(path: Path, labels_file: Path | None, work: Path, image_size: int | None) -> OnnxSource:
-    """Checks an ONNX image classifier and returns a copy with a dynamic batch axis.
+def prepare_onnx(
+    path: Path, labels_file: Path | None, work: Path, image_size: int | None, task: ExportTask
+) -> OnnxSource:
+    """Checks an ONNX image model of ``task`` and returns a copy with a dynamic batch axis.
 
     Raises:
-        ConfigError: Not a loadable ONNX file, not one image input and one logits output, labels that do
+        ConfigError: Not a loadable ONNX file, not one image input with the task's outputs, labels that do
             not match the output, or a batch axis that cannot be made dynamic.
     """
     assert labels_file is not None
@@ -129,8 +140,11 @@ def prepare_onnx(path: Path, labels_file: Path | None, work: Path, image_size: i
         raise ConfigError(f"--from-onnx {path} is not a valid ONNX model: {first_line(exc)}") from exc
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1 or len(model.graph.output) != 1:
-        raise ConfigError("--from-onnx needs a classifier with one image input and one logits output")
+    if len(inputs) != 1 or len(model.graph.output) != len(task.output_names):
+        raise ConfigError(
+            f"--from-onnx needs a {task.name} model with one image input and {len(task.output_names)} output(s) "
+            f"({', '.join(task.output_names)})"
+        )
     tensor = inputs[0].type.tensor_type
     dims = tensor.shape.dim
     if tensor.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4:
@@ -142,7 +156,7 @@ def prepare_onnx(path: Path, labels_file: Path | None, work: Path, image_size: i
     if fixed and image_size and fixed[0] != image_size:
         raise ConfigError(f"the ONNX model takes {fixed[0]}x{fixed[0]} images; --image-size {image_size} does not fit")
     output_dims = model.graph.output[0].type.tensor_type.shape.dim
-    classes = output_dims[-1].dim_value if output_dims else 0
+    classes = output_dims[-1].dim_value if len(output_dims) == 2 else 0  # logits [N, classes]
     if classes and classes != len(labels):
         raise ConfigError(f"the ONNX model outputs {classes} classes but {labels_file} lists {len(labels)} labels")
 
@@ -150,16 +164,18 @@ def prepare_onnx(path: Path, labels_file: Path | None, work: Path, image_size: i
         _unfix_batch_reshapes(model)
     dims[0].ClearField("dim_value")
     dims[0].dim_param = "batch"
-    if output_dims:
-        output_dims[0].ClearField("dim_value")
-        output_dims[0].dim_param = "batch"
+    for output in model.graph.output:
+        dims_out = output.type.tensor_type.shape.dim
+        if dims_out:
+            dims_out[0].ClearField("dim_value")
+            dims_out[0].dim_param = "batch"
     del model.graph.value_info[:]  # shapes recorded for the fixed batch would contradict the dynamic one
     prepared = work / "source.onnx"
     onnx.save(model, str(prepared))
     shape = (-1, 3, side, side) if layout == "NCHW" else (-1, side, side, 3)
     spec = TensorSpec(inputs[0].name, shape, "float32", layout)
-    _check_batches(prepared, spec, len(labels))
-    return OnnxSource(path=prepared, input=spec, labels=labels)
+    _check_batches(prepared, spec, labels, task)
+    return OnnxSource(path=prepared, input=spec, labels=labels, outputs=tuple(o.name for o in model.graph.output))
 
 
 def _unfix_batch_reshapes(model: onnx.ModelProto) -> None:
@@ -181,7 +197,7 @@ def _unfix_batch_reshapes(model: onnx.ModelProto) -> None:
             tensor.CopyFrom(numpy_helper.from_array(unfixed, tensor.name))
 
 
-def _check_batches(path: Path, spec: TensorSpec, classes: int) -> None:
+def _check_batches(path: Path, spec: TensorSpec, labels: tuple[str, ...], task: ExportTask) -> None:
     """The model must take a batch of 2 and answer each image as it does alone."""
     import onnxruntime as ort
 
@@ -193,13 +209,13 @@ def _check_batches(path: Path, spec: TensorSpec, classes: int) -> None:
     images = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     try:
         session = create_session(path, threads=1)
-        together = session.run(None, {spec.name: images}, quiet)[0]
-        alone = np.concatenate([session.run(None, {spec.name: images[i : i + 1]}, quiet)[0] for i in range(2)])
+        together = session.run(None, {spec.name: images}, quiet)
+        alone = [session.run(None, {spec.name: images[i : i + 1]}, quiet) for i in range(2)]
     except Exception as exc:
         raise ConfigError(
             f"the ONNX model does not run on a batch of 2 images (a fixed batch size?): {first_line(exc)}"
         ) from exc
-    if together.shape != (2, classes):
-        raise ConfigError(f"the ONNX model returns shape {together.shape} for 2 images; expected (2, {classes}) logits")
-    if not np.allclose(together, alone, rtol=1e-4, atol=1e-4):
-        raise ConfigError("the ONNX model mixes images within a batch: a batch of 2 differs from 2 single images")
+    task.check_outputs(together, 2, labels)
+    for i, output in enumerate(together):
+        if not np.allclose(output, np.concatenate([one[i] for one in alone]), rtol=1e-4, atol=1e-4):
+            raise ConfigError("the ONNX model mixes images within a batch: a batch of 2 differs from 2 single images")

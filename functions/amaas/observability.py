@@ -133,6 +133,18 @@ def record_request(method: str, route: str, status: int, latency_ms: float, erro
     metrics.flush_metrics()
 
 
+def record_segmentation(dominant: Sequence[str], foreground: Sequence[float]) -> None:
+    """Per segmented image: its dominant class (the ``Predictions`` count, as for classification) and the
+    fraction of it that is not background, whose drift says the images or the model changed."""
+    if _muted.is_set():
+        return
+    for label, fraction in zip(dominant, foreground, strict=True):
+        metrics.add_metric(name="ForegroundFraction", unit=MetricUnit.NoUnit, value=round(fraction, 4))
+        with single_metric(name="Predictions", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="label", value=label)
+            metric.add_dimension(name="service", value=SERVICE)
+
+
 def record_predictions(predictions: Sequence[Sequence[Prediction]]) -> None:
     """Predicted class counts and top-1 confidence: the signals of data drift and of a bad model."""
     if _muted.is_set():

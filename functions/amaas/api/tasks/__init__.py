@@ -9,10 +9,13 @@ import numpy as np
 from fastapi import APIRouter
 
 from amaas.api.oip import InferRequest, Tensor
-from amaas.api.tasks import classification
+from amaas.api.tasks import classification, segmentation
 from amaas.artifact.manifest import Manifest
 
 OipOutputs = Callable[[Manifest, InferRequest, Sequence[np.ndarray]], list[tuple[Tensor, bool]]]
 
-ROUTERS: list[APIRouter] = [classification.router]
-OIP_OUTPUTS: dict[str, OipOutputs] = {"classification": classification.oip_outputs}
+ROUTERS: list[APIRouter] = [classification.router, segmentation.router]
+OIP_OUTPUTS: dict[str, OipOutputs] = {
+    "classification": classification.oip_outputs,
+    "segmentation": segmentation.oip_outputs,
+}
