@@ -60,10 +60,33 @@ def _mask_agreement(model_dir: Path, sample: GoldenSample, response: dict[str, A
     return None
 
 
+def _boxes(model_dir: Path, sample: GoldenSample, response: dict[str, Any]) -> str | None:
+    """Every recorded detection found again: same class, IoU at least the sample's ``min_iou``, score within
+    ``SCORE_TOLERANCE`` (detections near the score threshold may come and go; recorded ones may not)."""
+    got = json.loads(response["body"]).get("detections", [])
+    for want in sample.answer["detections"]:
+        same = [d for d in got if d["index"] == want["index"]]
+        best = max(same, key=lambda d: _iou(d["box"], want["box"]), default=None)
+        if best is None or _iou(best["box"], want["box"]) < float(sample.answer["min_iou"]):
+            return f"no {want['label']} at {want['box']} (IoU >= {sample.answer['min_iou']})"
+        if abs(best["score"] - want["score"]) > SCORE_TOLERANCE:
+            return f"{want['label']} scored {best['score']:.4f}, expected {want['score']:.4f}"
+    return None
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 # Per task: the route its golden samples are sent to, and how an answer is compared with the recorded one.
 GOLDEN_CHECKS: dict[str, tuple[GoldenRoute, Compare]] = {
     "classification": (GoldenRoute("/v1/classify"), _top_class),
     "segmentation": (GoldenRoute("/v1/segment", accept="image/png"), _mask_agreement),
+    "detection": (GoldenRoute("/v1/detect"), _boxes),
 }
 
 

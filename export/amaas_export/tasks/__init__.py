@@ -18,7 +18,7 @@ from amaas.artifact.manifest import Manifest, Preprocessing, TensorSpec
 from amaas.artifact.model import Model
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.errors import ConfigError
-from amaas_export.tasks import classification, segmentation
+from amaas_export.tasks import classification, detection, segmentation
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,6 +99,7 @@ class ExportTask(Protocol):
 EXPORT_TASKS: Mapping[str, ExportTask] = {
     classification.TASK.name: classification.TASK,
     segmentation.TASK.name: segmentation.TASK,
+    detection.TASK.name: detection.TASK,
 }
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from amaas.artifact.golden import GOLDEN_DIR, GoldenSample, write_golden
 from amaas.artifact.manifest import Preprocessing, TensorSpec
 from amaas.artifact.model import Model
 from amaas.artifact.tasks.detection import DetectionConfig, decode_boxes_layout, decode_ssd
@@ -34,6 +35,9 @@ EVAL_MAX_DETECTIONS = 100
 MIN_PARITY_IOU = 0.99
 SCORE_MARGIN = 0.01
 PREVIEW_IMAGES = 4
+GOLDEN_IMAGES = 4
+# A deployed version must find each golden box again this closely (INT8 kernels differ a little across CPUs)
+GOLDEN_IOU = 0.9
 
 
 class DetectionExport:
@@ -50,7 +54,8 @@ class DetectionExport:
 
     def pretrained_info(self, arch: str, weights: str) -> Pretrained:
         """torchvision's detection weights (COCO_V1): their categories; the input side the architecture is
-        named for; SSD's [-1, 1] scaling, or [0, 1] for a whole-graph detector that normalises itself."""
+        named for; the normalisation its transform applies (SSD's [-1, 1], ImageNet's statistics for R-CNNs),
+        which the manifest's preprocessing takes over."""
         import torchvision
 
         from amaas_export.models import Pretrained
@@ -71,8 +76,8 @@ class DetectionExport:
             categories=tuple(chosen.meta["categories"]),
             resize=side,
             crop=side,
-            mean=(0.5, 0.5, 0.5) if ssd else (0.0, 0.0, 0.0),
-            std=(0.5, 0.5, 0.5) if ssd else (1.0, 1.0, 1.0),
+            mean=(0.5, 0.5, 0.5) if ssd else (0.485, 0.456, 0.406),
+            std=(0.5, 0.5, 0.5) if ssd else (0.229, 0.224, 0.225),
             interpolation="bilinear",
         )
 
@@ -106,11 +111,14 @@ class DetectionExport:
         seed: int,
         report: Callable[[str], None],
     ) -> None:
+        from amaas_export.tasks.detection_models import sized
         from amaas_export.tasks.detection_train import train_detector
 
+        sized(model, prep.crop)
         train_detector(
             model.detector,  # type: ignore[arg-type]
             dataset.train,
+            prep,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -186,6 +194,32 @@ class DetectionExport:
                     )
                 )
         return coco_map(detections, box_data.unpack(test.labels))
+
+    def golden(self, out_dir: Path, model: Model, held_out: ImageSet) -> list[GoldenSample]:
+        """The first held-out images on which the served model finds something, with its boxes: the pre-traffic
+        check wants each box back, same class, at IoU >= ``GOLDEN_IOU`` and a score within the tolerance."""
+        import io
+
+        from PIL import Image
+
+        labels = model.manifest.labels
+        (out_dir / GOLDEN_DIR).mkdir(exist_ok=True)
+        samples = []
+        for pixels in held_out.pixels:
+            if len(samples) == GOLDEN_IMAGES:
+                break
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, "PNG")
+            (found,) = model.infer([buffer.getvalue()]).results
+            if not found:
+                continue
+            best = found[0]
+            name = f"{GOLDEN_DIR}/{len(samples)}-{labels[best.index]}".replace(" ", "_")
+            (out_dir / f"{name}.png").write_bytes(buffer.getvalue())
+            answer = {"detections": [d.to_json() for d in found], "min_iou": GOLDEN_IOU}
+            samples.append(GoldenSample(f"{name}.png", best.label, best.index, round(best.score, 6), answer))
+        write_golden(out_dir, samples)
+        return samples
 
     def preview(self, model: Model, test: ImageSet, path: Path) -> bool:
         """Held-out images side by side: the true boxes, and the served model's at its default threshold."""

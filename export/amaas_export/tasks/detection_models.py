@@ -165,16 +165,20 @@ def build_model(arch: str, num_classes: int, pretrained: Pretrained | None) -> n
 
 
 def sized(model: nn.Module, side: int) -> None:
-    """Makes the detector's own transform keep ``side`` x ``side`` images as they are (the data and the
-    server already stretch every image to it), for training and torch-side reference runs alike."""
+    """Makes the detector's own transform leave ``side`` x ``side`` images normalised by the manifest's
+    preprocessing as they are: the data and the server already stretch every image to the side and normalise
+    it, so training, the torch reference and the graph all see the very tensor the server feeds."""
     transform = model.detector.transform
     transform.min_size, transform.max_size = (side,), side
     if getattr(transform, "fixed_size", None) is not None:
         transform.fixed_size = (side, side)
+    transform.image_mean, transform.image_std = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
 
 
 def detection_config(model: nn.Module, side: int, declared: Mapping[str, Any]) -> DetectionConfig:
-    """The manifest's ``task_config`` read off the detector at ``side``, with the user's declared values."""
+    """The manifest's ``task_config`` read off the detector at ``side``, with the user's declared values.
+    Fixes the detector's transform to ``side`` (``sized``): from here on it is exported and compared as served."""
+    sized(model, side)
     detector = model.detector
     if isinstance(model, SSDHeads):
         measured: dict[str, Any] = {
@@ -206,9 +210,7 @@ def reference_detections(
     model.eval()
     with torch.inference_mode():
         if isinstance(model, SSDHeads):
-            mean = torch.tensor(detector.transform.image_mean).view(1, 3, 1, 1)
-            std = torch.tensor(detector.transform.image_std).view(1, 3, 1, 1)
-            images = torch.from_numpy(batch) * std + mean
+            images = torch.from_numpy(batch)
             saved = (detector.score_thresh, detector.detections_per_img)
             detector.score_thresh, detector.detections_per_img = config.score_threshold, config.max_detections
             try:

@@ -1,8 +1,9 @@
 """Training a torchvision detector on an in-memory detection ``ImageSet`` (targets packed as
 ``amaas_export.data.detection.pack`` does): AdamW, linear warm-up then cosine decay, horizontal flips.
 
-The detector gets pixels scaled to [0, 1] at the model's square input and normalises them itself with the
-mean and std the manifest records, so training sees exactly what the exported graph is fed."""
+Batches are normalised by ``amaas.artifact.preprocessing.normalize``, the function serving uses, and the
+detector's own transform is made an identity (``detection_models.sized``): training sees exactly the tensors
+the exported graph is fed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from amaas.artifact.manifest import Preprocessing
+from amaas.artifact.preprocessing import normalize
 from amaas_export.data import ImageSet
 from amaas_export.data.detection import unpack
 
@@ -23,6 +26,7 @@ WARMUP_STEPS = 30
 def train_detector(
     detector: nn.Module,
     images: ImageSet,
+    prep: Preprocessing,
     *,
     epochs: int,
     batch_size: int,
@@ -45,7 +49,7 @@ def train_detector(
         for batch in np.array_split(generator.permutation(len(images)), steps_per_epoch):
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(step, total, learning_rate)
-            pixels, targets = _batch(images.pixels, objects, batch, generator)
+            pixels, targets = _batch(normalize(images.pixels[batch], prep), [objects[i] for i in batch], generator)
             loss = sum(detector(pixels, targets).values())
             optimizer.zero_grad()
             loss.backward()  # type: ignore[union-attr]
@@ -64,13 +68,13 @@ def _learning_rate(step: int, total: int, peak: float) -> float:
 
 
 def _batch(
-    pixels: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray]], index: np.ndarray, rng: np.random.Generator
+    tensors: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator
 ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """Images as [0, 1] CHW tensors, half of them mirrored with their boxes."""
+    """Normalised CHW tensors, half of them mirrored with their boxes."""
     images, targets = [], []
-    for i in index:
-        image = torch.from_numpy(pixels[i]).permute(2, 0, 1).float() / 255
-        boxes, labels = torch.from_numpy(objects[i][0]), torch.from_numpy(objects[i][1])
+    for tensor, (box_array, label_array) in zip(tensors, objects, strict=True):
+        image = torch.from_numpy(tensor)
+        boxes, labels = torch.from_numpy(box_array), torch.from_numpy(label_array)
         if rng.random() < 0.5:
             width = image.shape[-1]
             image = image.flip(-1)

@@ -17,12 +17,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from amaas.api.deps import AppSettings, ServedModel, loaded, run_blocking
+from amaas.api.deps import AppSettings, ServedModel, loaded_for, run_blocking
 from amaas.api.inputs import IMAGE_ROUTE_ERRORS, ImageRequest, image_request_body, load_images, read_images
 from amaas.api.oip import InferRequest, Tensor
 from amaas.api.schemas import ModelRef
 from amaas.artifact.manifest import Manifest
 from amaas.artifact.model import Inference, Model
+from amaas.artifact.tasks import task_for
 from amaas.errors import InvalidRequestError
 from amaas.observability import record_detections
 from amaas.settings import Settings
@@ -89,7 +90,7 @@ async def detect(
     """Find objects in one image (raw body, JSON `image`, JSON `s3`, multipart `image`) or several in one batch
     (JSON `images`, multipart `images`), answered as `results` in request order."""
     parsed = await read_images(request, settings)
-    manifest = await loaded(request, model)
+    manifest = await loaded_for(request, model, "detection")
     options = {"score_threshold": score_threshold, "max_detections": max_detections}
     result = await run_blocking(request, _infer, model, settings, parsed, options)
     record_detections(result.results)
@@ -98,12 +99,13 @@ async def detect(
 
 def answer(manifest: Manifest, result: Inference, *, batch: bool) -> dict[str, Any]:
     """The response body: one image's detections, or ``results`` in request order for several."""
-    found = [[d.to_json() for d in image] for image in result.results]
+    task = task_for(manifest.task)
+    found = [task.to_json(detections, manifest) for detections in result.results]
     body: dict[str, Any] = {"model": {"name": manifest.name, "version": manifest.version}}
     if batch:
-        body["results"] = [{"detections": detections} for detections in found]
+        body["results"] = found
     else:
-        body["detections"] = found[0]
+        body.update(found[0])
     body.update(inference_ms=round(result.inference_ms, 3), preprocess_ms=round(result.preprocess_ms, 3))
     return body
 

@@ -12,6 +12,7 @@ import numpy as np
 from amaas.artifact.imaging import Decoded, Limits
 from amaas.artifact.manifest import Manifest
 from amaas.artifact.tasks.classification import CLASSIFICATION
+from amaas.artifact.tasks.detection import DETECTION
 from amaas.artifact.tasks.segmentation import SEGMENTATION
 from amaas.errors import ManifestError
 
@@ -47,7 +48,11 @@ class Task(Protocol):
     def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray, manifest: Manifest) -> dict[str, float]: ...
 
 
-TASKS: dict[str, Task] = {CLASSIFICATION.name: CLASSIFICATION, SEGMENTATION.name: SEGMENTATION}
+TASKS: dict[str, Task] = {
+    CLASSIFICATION.name: CLASSIFICATION,
+    SEGMENTATION.name: SEGMENTATION,
+    DETECTION.name: DETECTION,
+}
 
 
 def task_for(name: str) -> Task:
