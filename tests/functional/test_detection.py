@@ -98,13 +98,14 @@ def test_boxes_come_back_in_the_original_images_pixels(detector: Path, handler: 
     assert [d["score"] for d in found] == sorted((d["score"] for d in found), reverse=True)
     model = Model(detector)
     manifest = model.manifest
-    (pixels,) = [model.decode(body).pixels]
+    pixels = model.decode(body).pixels
     regression, logits = (o[0] for o in model.predict_pixels(pixels[None]))
     boxes, scores, labels = decode_ssd(
         regression, logits, DetectionConfig.from_manifest(manifest), 64, score_threshold=0.0, max_detections=7
     )
     expected = np.clip(boxes * np.array([200 / 64, 100 / 64] * 2), 0, [200, 100, 200, 100])
     np.testing.assert_allclose([d["box"] for d in found], expected, atol=0.02)
+    np.testing.assert_allclose([d["score"] for d in found], scores, atol=1e-5)
     assert [d["label"] for d in found] == [manifest.labels[i] for i in labels]
     assert all(0 <= d["box"][0] <= d["box"][2] <= 200 and 0 <= d["box"][1] <= d["box"][3] <= 100 for d in found)
 
