@@ -97,7 +97,7 @@ def serving(model_dir: Path, requests: int) -> tuple[float, float, float, int]:
 
     photo = photo_640x480()
     model = Model(model_dir, threads=1)
-    batch, _ = model.preprocess_sized([photo]) if hasattr(model, "preprocess_sized") else (model.preprocess([photo]), None)
+    batch = model.preprocess([photo])
     event = load_event("classify_jpeg")
     event = {**event, "path": "/v1/detect", "resource": "/v1/detect", "body": base64.b64encode(photo).decode()}
     event["requestContext"] = {**event["requestContext"], "resourcePath": "/v1/detect", "path": "/v1/detect"}

@@ -204,7 +204,7 @@ class DetectionExport:
 
         labels = model.manifest.labels
         (out_dir / GOLDEN_DIR).mkdir(exist_ok=True)
-        samples = []
+        samples: list[GoldenSample] = []
         for pixels in held_out.pixels:
             if len(samples) == GOLDEN_IMAGES:
                 break

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,9 @@ def coco_map(detections: Sequence[Detections], truth: Sequence[Truth]) -> dict[s
 
     if len(detections) != len(truth):
         raise ValueError(f"{len(detections)} images of detections for {len(truth)} images of ground truth")
-    images, annotations, results = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     classes: set[int] = set()
     for image_id, ((boxes, labels), (d_boxes, d_scores, d_labels)) in enumerate(zip(truth, detections, strict=True)):
         images.append({"id": image_id})

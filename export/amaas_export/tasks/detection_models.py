@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision.models import detection
-from torchvision.models.detection.image_list import ImageList
 
 from amaas.artifact.tasks.detection import Anchors, DetectionConfig
 from amaas_export.errors import ConfigError
@@ -76,7 +75,7 @@ class SSDHeads(nn.Module):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        self.detector = detector
+        self.detector: Any = detector
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = list(self.detector.backbone(images).values())
@@ -90,7 +89,7 @@ class BoxesGraph(nn.Module):
 
     def __init__(self, detector: nn.Module, slots: int) -> None:
         super().__init__()
-        self.detector = detector
+        self.detector: Any = detector
         self.slots = slots
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -102,7 +101,7 @@ class BoxesGraph(nn.Module):
         return boxes[None], scores[None], labels[None]
 
 
-def ssd_anchors(detector: nn.Module, side: int) -> Anchors:
+def ssd_anchors(detector: Any, side: int) -> Anchors:
     """The SSD's default boxes at ``side``, described as the manifest carries them."""
     generator = detector.anchor_generator
     with torch.no_grad():
@@ -114,15 +113,6 @@ def ssd_anchors(detector: nn.Module, side: int) -> Anchors:
         steps=tuple(int(s) for s in generator.steps) if generator.steps else None,
         clip=bool(generator.clip),
     )
-
-
-def torch_anchors(detector: nn.Module, side: int) -> torch.Tensor:
-    """torchvision's own default boxes for a ``side`` input (what ``ssd_anchors`` must reproduce)."""
-    with torch.no_grad():
-        x = torch.zeros(1, 3, side, side)
-        features = list(detector.backbone(x).values())
-        anchors: torch.Tensor = detector.anchor_generator(ImageList(x, [(side, side)]), features)[0]
-    return anchors
 
 
 def export_boxes_graph(module: BoxesGraph, example: torch.Tensor, path: Path) -> None:
@@ -156,7 +146,7 @@ def build_model(arch: str, num_classes: int, pretrained: Pretrained | None) -> n
                 f"--weights {pretrained.name} detects {len(pretrained.categories)} classes (background included) "
                 f"but the data has {num_classes}; a new detection head is not supported, train from scratch"
             )
-    detector = build_detector(arch, num_classes, weights)
+    detector: Any = build_detector(arch, num_classes, weights)
     return (
         SSDHeads(detector)
         if layout(arch) == "ssd"
@@ -168,7 +158,8 @@ def sized(model: nn.Module, side: int) -> None:
     """Makes the detector's own transform leave ``side`` x ``side`` images normalised by the manifest's
     preprocessing as they are: the data and the server already stretch every image to the side and normalise
     it, so training, the torch reference and the graph all see the very tensor the server feeds."""
-    transform = model.detector.transform
+    detector: Any = model.detector
+    transform = detector.transform
     transform.min_size, transform.max_size = (side,), side
     if getattr(transform, "fixed_size", None) is not None:
         transform.fixed_size = (side, side)
@@ -179,7 +170,7 @@ def detection_config(model: nn.Module, side: int, declared: Mapping[str, Any]) -
     """The manifest's ``task_config`` read off the detector at ``side``, with the user's declared values.
     Fixes the detector's transform to ``side`` (``sized``): from here on it is exported and compared as served."""
     sized(model, side)
-    detector = model.detector
+    detector: Any = model.detector
     if isinstance(model, SSDHeads):
         measured: dict[str, Any] = {
             "layout": "ssd",
@@ -203,7 +194,7 @@ def reference_detections(
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """torchvision's own answer for a normalised ``batch``: the SSD's eval forward (transform, decoding, NMS)
     with the manifest's thresholds, or the whole-graph module itself image by image."""
-    detector = model.detector
+    detector: Any = model.detector
     side = batch.shape[-1]
     sized(model, side)
     found = []

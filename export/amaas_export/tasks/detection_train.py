@@ -52,9 +52,9 @@ def train_detector(
             pixels, targets = _batch(normalize(images.pixels[batch], prep), [objects[i] for i in batch], generator)
             loss = sum(detector(pixels, targets).values())
             optimizer.zero_grad()
-            loss.backward()  # type: ignore[union-attr]
+            loss.backward()
             optimizer.step()
-            losses.append(float(loss.detach()))  # type: ignore[union-attr]
+            losses.append(float(loss.detach()))
             step += 1
         report(f"epoch {epoch:>3}/{epochs}  loss {np.mean(losses):.4f}  {time.perf_counter() - started:6.1f}s")
     detector.eval()

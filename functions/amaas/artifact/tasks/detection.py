@@ -233,14 +233,14 @@ def decode_ssd(
     scores = _softmax(logits)
     anchor_boxes = default_boxes(config.anchors, side)
     picks, labels = [], []
-    for label in range(1, scores.shape[1]):
-        column = scores[:, label]
+    for cls in range(1, scores.shape[1]):
+        column = scores[:, cls]
         index = np.flatnonzero(column > score_threshold)
         if len(index) > config.candidates_per_class:
             index = index[np.argpartition(-column[index], config.candidates_per_class - 1)]
             index = index[: config.candidates_per_class]
         picks.append(index)
-        labels.append(np.full(len(index), label, np.int64))
+        labels.append(np.full(len(index), cls, np.int64))
     index, label = np.concatenate(picks), np.concatenate(labels)
     score = scores[index, label]
     if len(index) > config.max_candidates:
@@ -255,7 +255,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         z = np.exp(logits.astype(np.float32) - logits.max(axis=1, keepdims=True))
         out = z / z.sum(axis=1, keepdims=True)
-    return np.nan_to_num(out, nan=0.0)  # a broken model's NaN logits answer nothing, not NaN scores
+    return np.asarray(np.nan_to_num(out, nan=0.0))  # a broken model's NaN logits answer nothing, not NaN scores
 
 
 def _decode_boxes(relative: np.ndarray, anchors: np.ndarray, config: DetectionConfig) -> np.ndarray:
@@ -271,7 +271,7 @@ def _decode_boxes(relative: np.ndarray, anchors: np.ndarray, config: DetectionCo
     with np.errstate(over="ignore", invalid="ignore"):
         half_w, half_h = np.float32(0.5) * np.exp(dw) * widths, np.float32(0.5) * np.exp(dh) * heights
     boxes = np.stack([px - half_w, py - half_h, px + half_w, py + half_h], axis=1)
-    return np.nan_to_num(boxes, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.asarray(np.nan_to_num(boxes, nan=0.0, posinf=0.0, neginf=0.0))
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float, limit: int) -> np.ndarray:
