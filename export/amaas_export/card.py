@@ -8,9 +8,16 @@ from typing import Any
 from amaas.artifact.manifest import PROVENANCE, Manifest
 from amaas.artifact.tasks import task_for
 from amaas_export.tasks import metric_title
+from amaas_export.tasks.segmentation import MIN_AGREEMENT
 
 # How the card names each task's model and its gated metric; a task without an entry reads generically.
 KINDS = {"classification": "An image classifier", "segmentation": "A semantic segmentation model"}
+SYNTHETIC_USE = {
+    "classification": "Built from the synthetic shapes dataset for demonstrations and tests. It knows ten drawn "
+    "shapes on plain or gradient backgrounds and nothing else: every photograph will be forced into one of them.",
+    "segmentation": "Built from the synthetic scenes for demonstrations and tests. It knows four drawn shapes on "
+    "gradient backgrounds and nothing else: in a photograph it will find shapes, or only background.",
+}
 
 
 def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
@@ -56,8 +63,7 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
         "## Intended use and limitations",
         "",
         (
-            "Built from the synthetic shapes dataset for demonstrations and tests. It knows ten drawn shapes on "
-            "plain or gradient backgrounds and nothing else: every photograph will be forced into one of them."
+            SYNTHETIC_USE.get(manifest.task, SYNTHETIC_USE["classification"])
             if data["kind"] == "synthetic"
             else "Only as good as its training data: it assigns every input to one of its classes, including "
             "inputs unlike anything it was trained on. Check the held-out figures above against your own "
@@ -88,7 +94,7 @@ def _gates(metrics: dict[str, Any], details: dict[str, Any], key: str) -> list[s
     if metrics.get("parity_mask_agreement") is not None:
         lines.append(
             f"- ONNX Runtime vs torch: masks agree on {metrics['parity_mask_agreement']:.4%} of pixels "
-            f"(at least {1 - gates['parity_tolerance']:.4%} required)"
+            f"(at least {MIN_AGREEMENT:.1%} required)"
         )
     if "prune_drop_points" in metrics:
         lines.append(
@@ -114,7 +120,8 @@ def _quantization(details: dict[str, Any], key: str) -> list[str]:
         lines.append(
             f"Static INT8 with ONNX Runtime: {quant['format']} format, {quant['chosen']} "
             f"(calibration/granularity/activations+weights) on {quant['calibration_samples']} training images. "
-            f"Kept in float: {kept} (the logits layer, plus any asked for)."
+            f"Kept in float: {kept} (the output layers: each output back to its last convolution or matrix "
+            "product, plus any asked for)."
         )
     else:
         lines.append("**No INT8 candidate passed the accuracy gate: the float model ships.**")
@@ -164,8 +171,14 @@ def _model(manifest: Manifest) -> list[str]:
         "",
         "## Preprocessing (applied by the server; send plain images)",
         "",
-        f"Convert to {prep.channel_order}, resize the shorter side to {prep.resize} ({prep.interpolation}), "
-        f"centre-crop {prep.crop}x{prep.crop}, scale to [0, 1], normalise with mean "
+        f"Convert to {prep.channel_order}, "
+        + (
+            f"resize the whole image to {prep.crop}x{prep.crop} ({prep.interpolation}, aspect ratio not kept), "
+            if prep.resize_mode == "stretch"
+            else f"resize the shorter side to {prep.resize} ({prep.interpolation}), "
+            f"centre-crop {prep.crop}x{prep.crop}, "
+        )
+        + "scale to [0, 1], normalise with mean "
         f"{list(prep.mean)} and std {list(prep.std)}.",
         "",
     ]
@@ -213,9 +226,11 @@ def _size(n: int) -> str:
 
 def _command(settings: dict[str, Any]) -> str:
     parts = ["amaas", "export"]
-    defaults = {"arch": "cifar-cnn", "data": "synthetic", "seed": 0, "quantize": "int8"}
+    defaults = {"task": "classification", "arch": "cifar-cnn", "data": "synthetic", "seed": 0, "quantize": "int8"}
     for key in (
+        "task",
         "from_onnx",
+        "task_config",
         "labels_file",
         "arch",
         "data",

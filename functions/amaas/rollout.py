@@ -47,9 +47,11 @@ def _top_class(model_dir: Path, sample: GoldenSample, response: dict[str, Any]) 
 def _mask_agreement(model_dir: Path, sample: GoldenSample, response: dict[str, Any]) -> str | None:
     body = response.get("body") or ""
     data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode("latin-1")
-    expected = np.asarray(Image.open(model_dir / sample.answer["mask"]))
+    with Image.open(model_dir / sample.answer["mask"]) as recorded:
+        expected = np.asarray(recorded)
     try:
-        got = np.asarray(Image.open(io.BytesIO(data)))
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as answered:
+            got = np.asarray(answered)
     except OSError:
         return "the answer is not a PNG mask"
     if got.shape != expected.shape:

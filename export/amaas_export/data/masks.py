@@ -26,7 +26,7 @@ from amaas.artifact.imaging import orientation, to_model
 from amaas.artifact.imaging.resample import SWAPS
 from amaas.artifact.manifest import Preprocessing
 from amaas.artifact.tasks.segmentation import IGNORE_INDEX
-from amaas_export.data import HOLDOUT_FRACTION, Dataset, ImageSet
+from amaas_export.data import HOLDOUT_FRACTION, Dataset, ImageSet, synthetic_count
 from amaas_export.data import scenes as scene_data
 from amaas_export.errors import DataError
 
@@ -55,12 +55,7 @@ def load(spec: str, geometry: Preprocessing, *, seed: int) -> Dataset:
 
 
 def _synthetic(arg: str, geometry: Preprocessing, seed: int) -> Dataset:
-    try:
-        size = int(arg) if arg else SYNTHETIC_DEFAULT_SIZE
-    except ValueError:
-        raise DataError(f"synthetic:N needs an integer image count, got {arg!r}") from None
-    if size < 20:
-        raise DataError(f"synthetic:N needs at least 20 images, got {size}")
+    size = synthetic_count(arg, SYNTHETIC_DEFAULT_SIZE, 20)
 
     def split(name: str, count: int) -> ImageSet:
         drawn = scene_data.scenes(count, split=name, size=geometry.crop, seed=seed)

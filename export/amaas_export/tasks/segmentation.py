@@ -20,6 +20,7 @@ from amaas.artifact.manifest import Preprocessing, TensorSpec
 from amaas.artifact.model import Model
 from amaas.artifact.tasks.segmentation import (
     IGNORE_INDEX,
+    SegmentationConfig,
     confusion,
     dominant,
     mask_png,
@@ -27,6 +28,7 @@ from amaas.artifact.tasks.segmentation import (
     miou_pixel_accuracy,
     overlay,
 )
+from amaas.errors import ManifestError
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.data import masks as mask_data
 from amaas_export.errors import ConfigError, GateError
@@ -159,6 +161,10 @@ class SegmentationExport:
         """The logits' stride, measured on the torch model (declared for an imported ONNX file), and the
         background class (label 0, torchvision's convention, unless declared)."""
         config: dict[str, Any] = {"logits_stride": 1, "background": 0, **declared}
+        try:
+            SegmentationConfig.parse(config, classes=256)  # the background's range is checked with the labels
+        except ManifestError as exc:
+            raise ConfigError(f"--task-config: {exc.message}") from exc
         if model is not None:
             import torch
 

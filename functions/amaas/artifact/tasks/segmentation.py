@@ -43,7 +43,13 @@ class SegmentationConfig:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> SegmentationConfig:
-        data: Mapping[str, Any] = manifest.task_config
+        return cls.parse(manifest.task_config, len(manifest.labels))
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], classes: int) -> SegmentationConfig:
+        """Raises:
+        ManifestError: An unknown field, or a value of the wrong type or range, named.
+        """
         unknown = set(data) - {"logits_stride", "background"}
         if unknown:
             raise ManifestError(f"manifest task_config has unknown segmentation fields {sorted(unknown)}")
@@ -51,7 +57,7 @@ class SegmentationConfig:
         if not isinstance(stride, int) or isinstance(stride, bool) or not 1 <= stride <= 64:
             raise ManifestError("manifest task_config.logits_stride must be an integer from 1 to 64")
         if background is not None and not (
-            isinstance(background, int) and not isinstance(background, bool) and 0 <= background < len(manifest.labels)
+            isinstance(background, int) and not isinstance(background, bool) and 0 <= background < classes
         ):
             raise ManifestError("manifest task_config.background must be a label index or null")
         return cls(logits_stride=stride, background=background)
