@@ -82,7 +82,10 @@ def quantize_int8(
                 f"--float-nodes {', '.join(missing)}: no such node; the graph has e.g. {sorted(names)[:6]}"
             )
         float_nodes = sorted({*heads, *settings.float_nodes})
-        reader = _CalibrationReader(calibration, prep, input_name)
+        first = graph.input[0].type.tensor_type.shape.dim[0]
+        reader = _CalibrationReader(
+            calibration, prep, input_name, first.dim_value if first.HasField("dim_value") else -1
+        )
         ranges = None
         if settings.calibration == "entropy":
             ranges = Path(work) / "ranges.json"
@@ -156,16 +159,17 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _batches(images: ImageSet, prep: Preprocessing, input_name: str) -> Iterator[dict[str, np.ndarray]]:
-    for start in range(0, len(images), CALIBRATION_BATCH):
-        yield {input_name: normalize(images.pixels[start : start + CALIBRATION_BATCH], prep)}
+def _batches(images: ImageSet, prep: Preprocessing, input_name: str, size: int) -> Iterator[dict[str, np.ndarray]]:
+    for start in range(0, len(images), size):
+        yield {input_name: normalize(images.pixels[start : start + size], prep)}
 
 
 class _CalibrationReader:
-    """ORT's ``CalibrationDataReader`` protocol over an ``ImageSet``."""
+    """ORT's ``CalibrationDataReader`` protocol over an ``ImageSet``, in batches the model takes (a graph
+    exported for a fixed batch gets exactly that many images at a time)."""
 
-    def __init__(self, images: ImageSet, prep: Preprocessing, input_name: str) -> None:
-        self._batches = _batches(images, prep, input_name)
+    def __init__(self, images: ImageSet, prep: Preprocessing, input_name: str, fixed_batch: int = -1) -> None:
+        self._batches = _batches(images, prep, input_name, fixed_batch if fixed_batch > 0 else CALIBRATION_BATCH)
 
     def get_next(self) -> dict[str, Any] | None:
         return next(self._batches, None)

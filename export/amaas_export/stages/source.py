@@ -55,7 +55,9 @@ def float_model(config: ExportConfig, plan: SourcePlan, prepared: Prepared, work
     model, seconds = _trained(config, plan, prepared, log)
     prepared = replace(
         prepared,
-        output_names=prepared.task.output_names,
+        # a task whose architectures end in different outputs (detection: SSD heads, or a whole detector's
+        # boxes) names them on the built model
+        output_names=getattr(model, "output_names", prepared.task.output_names),
         task_config=prepared.task.task_config(model, prepared.prep.crop, declared),
     )
     stage, parity = export_stage(config, prepared, "fp32", model, work, log)
@@ -154,12 +156,14 @@ def export_stage(
     and its held-out scores."""
     import torch
 
-    from amaas_export.onnx_export import export_fp32
-
     spec = float_spec(prepared)
     path = work / f"{name}.onnx"
     pixels = prepared.dataset.test.pixels
-    export_fp32(model, torch.from_numpy(model_input(pixels[:2], prepared.prep, spec)), path, prepared.output_names)
+    example = torch.from_numpy(model_input(pixels[:2], prepared.prep, spec))
+    batch = prepared.task.export_graph(model, example, path, prepared.output_names)
+    if batch != -1:
+        spec = replace(spec, shape=(batch, *spec.shape[1:]))
+        log(f"{name}: the graph takes a batch of exactly {batch}; a larger batch is run {batch} image(s) at a time")
     probe = model_input(pixels[:PARITY_IMAGES], prepared.prep, spec)
     parity = prepared.task.parity(path, model, probe, config.parity_tolerance)
     stage = prepared.stage(name, path, spec, model)

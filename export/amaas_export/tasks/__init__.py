@@ -22,6 +22,7 @@ from amaas_export.tasks import classification, detection, segmentation
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from torch import nn
 
     from amaas_export.models import Pretrained
@@ -54,6 +55,10 @@ class ExportTask(Protocol):
 
     def load_data(self, spec: str, geometry: Preprocessing, *, seed: int) -> Dataset:
         """The ``--data`` source at the model's geometry; ``ImageSet.labels`` holds the task's targets."""
+
+    def export_graph(self, model: nn.Module, example: torch.Tensor, path: Path, output_names: tuple[str, ...]) -> int:
+        """Writes ``model`` as one FP32 ONNX file; returns its input's batch dimension: -1 (dynamic, the
+        dynamo exporter's ``onnx_export.export_fp32``) or the fixed size a graph could only be exported for."""
 
     def check_outputs(self, outputs: Sequence[np.ndarray], images: int, labels: tuple[str, ...]) -> None:
         """Refuses (``ConfigError``) a model whose outputs (torch's or ONNX Runtime's, as numpy arrays, in

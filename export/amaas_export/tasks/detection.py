@@ -22,6 +22,7 @@ from amaas_export.errors import ConfigError, GateError
 from amaas_export.tasks.detection_metrics import coco_map
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from amaas_export.models import Pretrained
@@ -88,6 +89,18 @@ class DetectionExport:
 
     def load_data(self, spec: str, geometry: Preprocessing, *, seed: int) -> Dataset:
         return box_data.load(spec, geometry, seed=seed)
+
+    def export_graph(self, model: nn.Module, example: torch.Tensor, path: Path, output_names: tuple[str, ...]) -> int:
+        """SSD heads: the dynamo exporter with a dynamic batch. A whole detector (``BoxesGraph``): the
+        TorchScript exporter at a batch of 1, the only form torchvision's NMS and proposal filtering export in."""
+        from amaas_export.onnx_export import export_fp32
+        from amaas_export.tasks.detection_models import SSDHeads, export_boxes_graph
+
+        if isinstance(model, SSDHeads):
+            export_fp32(model, example, path, output_names)
+            return -1
+        export_boxes_graph(model, example, path)  # type: ignore[arg-type]
+        return 1
 
     def check_outputs(self, outputs: Sequence[np.ndarray], images: int, labels: tuple[str, ...]) -> None:
         shapes = [tuple(o.shape) for o in outputs]

@@ -73,6 +73,8 @@ def build_detector(arch: str, num_classes: int, weights: str | None = None) -> n
 class SSDHeads(nn.Module):
     """The SSD without its transform and post-processing: normalised ``[N, 3, S, S]`` in, raw heads out."""
 
+    output_names = SSD_OUTPUTS
+
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         self.detector: Any = detector
@@ -86,6 +88,8 @@ class SSDHeads(nn.Module):
 class BoxesGraph(nn.Module):
     """A whole torchvision detector on ``[1, 3, S, S]`` pixels in [0, 1] (the graph normalises and resizes as
     torchvision does), its detections padded to ``slots`` rows so every output has a fixed shape."""
+
+    output_names = RCNN_OUTPUTS
 
     def __init__(self, detector: nn.Module, slots: int) -> None:
         super().__init__()

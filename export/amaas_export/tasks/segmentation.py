@@ -34,6 +34,7 @@ from amaas_export.data import masks as mask_data
 from amaas_export.errors import ConfigError, GateError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from amaas_export.models import Pretrained
@@ -95,6 +96,12 @@ class SegmentationExport:
 
     def load_data(self, spec: str, geometry: Preprocessing, *, seed: int) -> Dataset:
         return mask_data.load(spec, geometry, seed=seed)
+
+    def export_graph(self, model: nn.Module, example: torch.Tensor, path: Path, output_names: tuple[str, ...]) -> int:
+        from amaas_export.onnx_export import export_fp32
+
+        export_fp32(model, example, path, output_names)
+        return -1
 
     def check_outputs(self, outputs: Sequence[np.ndarray], images: int, labels: tuple[str, ...]) -> None:
         shape = tuple(outputs[0].shape) if len(outputs) == 1 else ()

@@ -204,9 +204,14 @@ class Model:
         """
         _refuse_empty(len(batch))
         self.load()
+        name, fixed = self.manifest.input.name, self.manifest.input.shape[0]
         with self._span("inference"):
-            outputs: list[np.ndarray] = self._session.run(None, {self.manifest.input.name: batch})
-        return outputs
+            if fixed < 1 or len(batch) == fixed:
+                outputs: list[np.ndarray] = self._session.run(None, {name: batch})
+                return outputs
+            # A graph exported for a fixed batch (a whole detector with its NMS): run it that many at a time
+            parts = [self._session.run(None, {name: batch[i : i + fixed]}) for i in range(0, len(batch), fixed)]
+            return [np.concatenate([part[k] for part in parts]) for k in range(len(parts[0]))]
 
     def predict_pixels(self, pixels: np.ndarray) -> list[np.ndarray]:
         """Outputs for a uint8 NHWC batch already at the input geometry."""
