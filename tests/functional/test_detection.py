@@ -161,3 +161,48 @@ def test_the_pre_traffic_check_passes_the_exported_version(detector: Path, handl
     report = check_version(handler, detector, expected_sha256=sha, max_latency_ms=60_000)
 
     assert report.passed, report.problems
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a huge image and holds no pixels: refused before decoding, by its header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "status", "code"),
+    [
+        (b"not an image at all", "", 400, "invalid_image"),
+        (png_header_claiming(100_000, 100_000), "", 413, "payload_too_large"),
+        (None, "score_threshold=nan", 422, "invalid_parameter"),
+        (None, "max_detections=0", 422, "invalid_parameter"),
+    ],
+)
+def test_hostile_requests_get_the_classifiers_4xx(
+    handler: Any, body: bytes | None, query: str, status: int, code: str
+) -> None:
+    image = body if body is not None else encode_image(Image.fromarray(scenes.scene(2, split="test", size=64).image))
+
+    response = post(handler, "/v1/detect", image, query=query)
+
+    assert (response["statusCode"], response["json"]["error"]) == (status, code)
+
+
+def test_batch_results_carry_each_images_detections_or_its_error(detector: Path) -> None:
+    from amaas.batch.results import Item, classify
+
+    model = Model(detector)
+    image = encode_image(Image.fromarray(scenes.scene(3, split="test", size=64).image).resize((120, 80)))
+    items = [Item("incoming/job/a.png", image), Item("incoming/job/broken.png", b"not an image")]
+
+    results = classify(model, items, top_k=5)
+
+    assert [r["status"] for r in results] == ["ok", "error"] and results[1]["error"] == "invalid_image"
+    (alone,) = model.infer([image]).results
+    assert results[0]["detections"] == [d.to_json() for d in alone]
