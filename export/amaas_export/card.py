@@ -11,12 +11,18 @@ from amaas_export.tasks import metric_title
 from amaas_export.tasks.segmentation import MIN_AGREEMENT
 
 # How the card names each task's model and its gated metric; a task without an entry reads generically.
-KINDS = {"classification": "An image classifier", "segmentation": "A semantic segmentation model"}
+KINDS = {
+    "classification": "An image classifier",
+    "segmentation": "A semantic segmentation model",
+    "detection": "An object detector",
+}
 SYNTHETIC_USE = {
     "classification": "Built from the synthetic shapes dataset for demonstrations and tests. It knows ten drawn "
     "shapes on plain or gradient backgrounds and nothing else: every photograph will be forced into one of them.",
     "segmentation": "Built from the synthetic scenes for demonstrations and tests. It knows four drawn shapes on "
     "gradient backgrounds and nothing else: in a photograph it will find shapes, or only background.",
+    "detection": "Built from the synthetic scenes for demonstrations and tests. It boxes four drawn shapes on "
+    "gradient backgrounds and nothing else: in a photograph it finds shapes, or nothing.",
 }
 
 
@@ -95,6 +101,11 @@ def _gates(metrics: dict[str, Any], details: dict[str, Any], key: str) -> list[s
         lines.append(
             f"- ONNX Runtime vs torch: masks agree on {metrics['parity_mask_agreement']:.4%} of pixels "
             f"(at least {MIN_AGREEMENT:.1%} required)"
+        )
+    if metrics.get("parity_min_iou") is not None:
+        lines.append(
+            f"- ONNX Runtime + the server's decoding vs torchvision's own forward: every detection found again, "
+            f"same class, lowest IoU {metrics['parity_min_iou']:.4f} (at least 0.99 required)"
         )
     if "prune_drop_points" in metrics:
         lines.append(
