@@ -11,7 +11,7 @@ MODEL_DIR ?= dist/model
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo export build test browser lint format bench bench-export bench-lambda bench-batch fuzz deploy clean
+.PHONY: setup demo demo-detect bench-detect export build test browser lint format bench bench-export bench-lambda bench-batch fuzz deploy clean
 
 # The tensorflow extra (TensorFlow and tf2onnx, for `amaas export --from-keras/--from-savedmodel`) is part of the
 # development setup because the Keras tests need it.
@@ -32,6 +32,21 @@ demo: setup
 	$(MAKE) --no-print-directory build && \
 	echo "make demo: model exported and layers built in $$(( $$(date +%s) - start ))s; starting the local server" && \
 	$(BIN)/amaas demo --model-dir $(MODEL_DIR) --port $(PORT)
+
+## demo-detect: the same for detection: export an SSDlite detector on synthetic scenes, build the layers, serve it
+## locally and detect shapes in sample scenes (boxes printed and drawn; the playground at / draws them too)
+DETECT_DIR ?= dist/detector
+DETECT_EPOCHS ?= 3
+demo-detect: setup
+	@start=$$(date +%s); \
+	$(BIN)/amaas export --task detection --arch ssdlite320_mobilenet_v3_large --data synthetic:600 --image-size 96 \
+		--epochs $(DETECT_EPOCHS) --batch-size 16 --learning-rate 0.004 --out $(DETECT_DIR) && \
+	$(MAKE) --no-print-directory build MODEL_DIR=$(DETECT_DIR) && \
+	echo "make demo-detect: detector exported and layers built in $$(( $$(date +%s) - start ))s; starting the local server" && \
+	$(BIN)/amaas demo --model-dir $(DETECT_DIR) --port $(PORT) --samples dist/detect-samples
+
+bench-detect: setup
+	$(BIN)/python tests/bench/bench_detection.py
 
 export: setup
 	$(BIN)/amaas export --arch cifar-cnn --data synthetic --out $(MODEL_DIR)

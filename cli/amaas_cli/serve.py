@@ -44,8 +44,14 @@ def demo(model_dir: Path | None, *, host: str, port: int, threads: int | None, s
     server = _server(local_settings(model_dir, threads), host, port, access_log=False)
     if server is None:
         return 2
-    paths = write_samples(samples)
-    client = threading.Thread(target=_classify_samples, args=(server, _url(host, port), paths), daemon=True)
+    if server.config.app.state.model.manifest.task == "detection":
+        from amaas_cli import demo_detect
+
+        paths = demo_detect.write_scenes(samples)
+        target: Any = demo_detect.detect_samples
+    else:
+        paths, target = write_samples(samples), _classify_samples
+    client = threading.Thread(target=target, args=(server, _url(host, port), paths), daemon=True)
     client.start()
     server.run()
     return 0
@@ -92,11 +98,15 @@ def _url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _classify_samples(server: Any, url: str, samples: list[tuple[Path, str]]) -> None:
+def wait_started(server: Any) -> bool:
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    if not server.started:
+    return bool(server.started)
+
+
+def _classify_samples(server: Any, url: str, samples: list[tuple[Path, str]]) -> None:
+    if not wait_started(server):
         return
     print(f"\nPOST {url}/v1/classify?top_k=3 with {len(samples)} sample images:\n")
     print(f"{'image':<22} {'expected':<10} {'top-3 (softmax score)':<54} {'server ms':>9}")

@@ -6,6 +6,24 @@ import shlex
 from typing import Any
 
 from amaas.artifact.manifest import PIXEL_SCALE, PROVENANCE, Manifest
+from amaas.artifact.tasks import task_for
+from amaas_export.tasks import metric_title
+from amaas_export.tasks.segmentation import MIN_AGREEMENT
+
+# How the card names each task's model and its gated metric; a task without an entry reads generically.
+KINDS = {
+    "classification": "An image classifier",
+    "segmentation": "A semantic segmentation model",
+    "detection": "An object detector",
+}
+SYNTHETIC_USE = {
+    "classification": "Built from the synthetic shapes dataset for demonstrations and tests. It knows ten drawn "
+    "shapes on plain or gradient backgrounds and nothing else: every photograph will be forced into one of them.",
+    "segmentation": "Built from the synthetic scenes for demonstrations and tests. It knows four drawn shapes on "
+    "gradient backgrounds and nothing else: in a photograph it will find shapes, or only background.",
+    "detection": "Built from the synthetic scenes for demonstrations and tests. It boxes four drawn shapes on "
+    "gradient backgrounds and nothing else: in a photograph it finds shapes, or nothing.",
+}
 
 
 def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
@@ -15,25 +33,27 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
     data, training = details["data"], details["training"]
     settings = details[PROVENANCE]["export"]
     served = metrics["served"]
+    key = task_for(manifest.task).metric
+    metric = metric_title(key)
     lines = [
         f"# Model card: {manifest.name} (version {manifest.version})",
         "",
-        f"An image classifier over {len(manifest.labels)} classes, exported by `amaas export` on "
-        f"{details['created_at']}. It serves the **{served['stage']}** model: held-out top-1 "
-        f"{served['top1']:.2%}, {_size(served['bytes'])}.",
+        f"{KINDS.get(manifest.task, f'A {manifest.task} model')} over {len(manifest.labels)} classes, exported by "
+        f"`amaas export` on {details['created_at']}. It serves the **{served['stage']}** model: held-out {metric} "
+        f"{served[key]:.2%}, {_size(served['bytes'])}.",
         "",
         "## Stages",
         "",
-        f"Held-out top-1 on {data['held_out_images']} images never used for training or calibration. Latency is "
+        f"Held-out {metric} on {data['held_out_images']} images never used for training or calibration. Latency is "
         "ONNX Runtime p50 for one image on one thread, all stages timed round-robin in the same run.",
         "",
-        "| Stage | Held-out top-1 | File size | Parameters | MACs | Latency p50 | Size vs FP32 | Latency vs FP32 |",
+        f"| Stage | Held-out {metric} | File size | Parameters | MACs | Latency p50 | Size vs FP32 | Latency vs FP32 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = stages[0]
     for stage in stages:
         lines.append(
-            f"| {stage['name']} | {stage['top1']:.2%} | {_size(stage['bytes'])} | {stage['params'] / 1e6:.3f} M | "
+            f"| {stage['name']} | {stage[key]:.2%} | {_size(stage['bytes'])} | {stage['params'] / 1e6:.3f} M | "
             f"{stage['macs'] / 1e6:.1f} M | {stage['latency_ms']:.3f} ms | {stage['bytes'] / base['bytes']:.2f}x | "
             f"{stage['latency_ms'] / base['latency_ms']:.2f}x |"
         )
@@ -41,16 +61,15 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
         "",
         f"![accuracy against latency per stage]({chart})",
         "",
-        *_gates(metrics, details, "TensorFlow" if manifest.architecture in ("keras", "savedmodel") else "torch"),
-        *_quantization(details),
+        *_gates(metrics, details, key, "TensorFlow" if manifest.architecture in ("keras", "savedmodel") else "torch"),
+        *_quantization(details, key),
     ]
     lines += [*_serving(details), *_model(manifest), *_data(settings, data, training, details)]
     lines += [
         "## Intended use and limitations",
         "",
         (
-            "Built from the synthetic shapes dataset for demonstrations and tests. It knows ten drawn shapes on "
-            "plain or gradient backgrounds and nothing else: every photograph will be forced into one of them."
+            SYNTHETIC_USE.get(manifest.task, SYNTHETIC_USE["classification"])
             if data["kind"] == "synthetic"
             else "Only as good as its training data: it assigns every input to one of its classes, including "
             "inputs unlike anything it was trained on. Check the held-out figures above against your own "
@@ -70,7 +89,7 @@ def render_card(manifest: Manifest, *, chart: str, config_file: str) -> str:
     return "\n".join(lines)
 
 
-def _gates(metrics: dict[str, Any], details: dict[str, Any], framework: str) -> list[str]:
+def _gates(metrics: dict[str, Any], details: dict[str, Any], key: str, framework: str) -> list[str]:
     gates = details["gates"]
     lines = ["## Gates", ""]
     if metrics.get("parity_max_abs_diff") is not None:
@@ -78,21 +97,31 @@ def _gates(metrics: dict[str, Any], details: dict[str, Any], framework: str) -> 
             f"- ONNX Runtime vs {framework}: max |logit difference| {metrics['parity_max_abs_diff']:.1e} "
             f"(limit {gates['parity_tolerance']:.0e} + 1e-05 x max|logit|)"
         )
+    if metrics.get("parity_mask_agreement") is not None:
+        lines.append(
+            f"- ONNX Runtime vs torch: masks agree on {metrics['parity_mask_agreement']:.4%} of pixels "
+            f"(at least {MIN_AGREEMENT:.1%} required)"
+        )
+    if metrics.get("parity_min_iou") is not None:
+        lines.append(
+            f"- ONNX Runtime + the server's decoding vs torchvision's own forward: every detection found again, "
+            f"same class, lowest IoU {metrics['parity_min_iou']:.4f} (at least 0.99 required)"
+        )
     if "prune_drop_points" in metrics:
         lines.append(
             f"- Pruned vs unpruned top-1: {_change(metrics['prune_drop_points'])} points "
             f"(a drop of at most {gates['max_prune_drop_points']:.2f} allowed)"
         )
-    if "top1_drop_points" in metrics:
+    if f"{key}_drop_points" in metrics:
         lines.append(
-            f"- INT8 vs its float model top-1: {_change(metrics['top1_drop_points'])} points "
+            f"- INT8 vs its float model {metric_title(key)}: {_change(metrics[f'{key}_drop_points'])} points "
             f"(a drop of at most {gates['max_accuracy_drop_points']:.2f} allowed)"
         )
     lines += [f"- Served file {_size(metrics['served']['bytes'])} (budget {gates['max_size_mb']:.0f} MB)", ""]
     return lines
 
 
-def _quantization(details: dict[str, Any]) -> list[str]:
+def _quantization(details: dict[str, Any], key: str) -> list[str]:
     quant = details["quantization"]
     if quant["mode"] == "none":
         return ["## Quantization", "", "Not quantized (`--quantize none`).", ""]
@@ -102,16 +131,18 @@ def _quantization(details: dict[str, Any]) -> list[str]:
         lines.append(
             f"Static INT8 with ONNX Runtime: {quant['format']} format, {quant['chosen']} "
             f"(calibration/granularity/activations+weights) on {quant['calibration_samples']} training images. "
-            f"Kept in float: {kept} (the logits layer, plus any asked for)."
+            f"Kept in float: {kept} (the output layers: each output back to its last convolution or matrix "
+            "product, plus any asked for)."
         )
     else:
         lines.append("**No INT8 candidate passed the accuracy gate: the float model ships.**")
     if quant.get("candidates"):
-        lines += ["", "| Candidate | Held-out top-1 | Drop (points) | Latency p50 |", "| --- | ---: | ---: | ---: |"]
+        title = f"Held-out {metric_title(key)}"
+        lines += ["", f"| Candidate | {title} | Drop (points) | Latency p50 |", "| --- | ---: | ---: | ---: |"]
         for c in quant["candidates"]:
             chosen = " (chosen)" if c["settings"] == quant.get("chosen") else ""
             lines.append(
-                f"| {c['settings']}{chosen} | {c['top1']:.2%} | {c['drop_points']:.2f} | {c['latency_ms']:.3f} ms |"
+                f"| {c['settings']}{chosen} | {c[key]:.2%} | {c['drop_points']:.2f} | {c['latency_ms']:.3f} ms |"
             )
     return [*lines, ""]
 
@@ -151,8 +182,14 @@ def _model(manifest: Manifest) -> list[str]:
         "",
         "## Preprocessing (applied by the server; send plain images)",
         "",
-        f"Convert to {prep.channel_order}, resize the shorter side to {prep.resize} ({prep.interpolation}), "
-        f"centre-crop {prep.crop}x{prep.crop}, " + _arithmetic(manifest),
+        f"Convert to {prep.channel_order}, "
+        + (
+            f"resize the whole image to {prep.crop}x{prep.crop} ({prep.interpolation}, aspect ratio not kept), "
+            if prep.resize_mode == "stretch"
+            else f"resize the shorter side to {prep.resize} ({prep.interpolation}), "
+            f"centre-crop {prep.crop}x{prep.crop}, "
+        )
+        + _arithmetic(manifest),
         "",
     ]
 
@@ -207,11 +244,13 @@ def _size(n: int) -> str:
 
 def _command(settings: dict[str, Any]) -> str:
     parts = ["amaas", "export"]
-    defaults = {"arch": "cifar-cnn", "data": "synthetic", "seed": 0, "quantize": "int8"}
+    defaults = {"task": "classification", "arch": "cifar-cnn", "data": "synthetic", "seed": 0, "quantize": "int8"}
     for key in (
+        "task",
         "from_onnx",
         "from_keras",
         "from_savedmodel",
+        "task_config",
         "labels_file",
         "arch",
         "data",

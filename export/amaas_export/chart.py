@@ -8,7 +8,7 @@ from pathlib import Path
 from amaas_export.measure import StageReport
 
 
-def stage_chart(stages: Sequence[StageReport], path: Path, title: str) -> Path:
+def stage_chart(stages: Sequence[StageReport], path: Path, title: str, metric: str = "top-1") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,16 +18,16 @@ def stage_chart(stages: Sequence[StageReport], path: Path, title: str) -> Path:
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=100)
     for stage in stages:
         area = 120 + 1800 * stage.bytes / largest
-        axes.scatter(stage.latency_ms, stage.top1 * 100, s=area, alpha=0.55)
+        axes.scatter(stage.latency_ms, stage.score * 100, s=area, alpha=0.55)
         axes.annotate(
             f"{stage.name}\n{stage.bytes / 1e6:.2f} MB",
-            (stage.latency_ms, stage.top1 * 100),
+            (stage.latency_ms, stage.score * 100),
             textcoords="offset points",
             xytext=(10, 8),
             fontsize=9,
         )
     axes.set_xlabel("ONNX Runtime latency, p50 ms (batch 1, 1 thread)")
-    axes.set_ylabel("held-out top-1 (%)")
+    axes.set_ylabel(f"held-out {metric} (%)")
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.margins(x=0.25, y=0.25)

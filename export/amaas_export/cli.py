@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from amaas.artifact.manifest import INTERPOLATIONS, LAYOUTS
+from amaas.artifact.tasks import TASKS
 from amaas_export.config import (
     CALIBRATION_METHODS,
     FOLD_MODES,
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file of options (keys named like these flags)")
 
     source = parser.add_argument_group("model source")
+    source.add_argument("--task", choices=tuple(TASKS), help="what the model does (default classification)")
     source.add_argument(
         "--arch", help="cifar-cnn (default), a torchvision classifier (resnet18, ...) or package.module:Class"
     )
@@ -55,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels", dest="labels_file", type=Path, help="class names, one per line (default: the data's classes)"
     )
     source.add_argument("--layout", choices=LAYOUTS, help="imported model's input layout (default: from its shape)")
+    source.add_argument(
+        "--task-config", type=Path, help="with --from-onnx: JSON of the task's manifest section (its outputs' layout)"
+    )
 
     data = parser.add_argument_group("data and preprocessing")
     data.add_argument("--data", help="synthetic[:N] (default), imagefolder:PATH or cifar10:PATH")

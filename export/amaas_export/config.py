@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from amaas.artifact.manifest import INTERPOLATIONS, LAYOUTS
+from amaas.artifact.tasks import TASKS
 from amaas_export.errors import ConfigError
 
 DEFAULT_EPOCHS = 20
@@ -66,10 +67,14 @@ class QuantizationConfig:
 class ExportConfig:
     """Everything that decides what ``amaas export`` produces.
 
+    ``task`` names what the model does (``amaas.artifact.tasks``): classification, or a dense task whose
+    architectures, data forms, metrics and parity come from ``amaas_export.tasks``.
+
     Model source (one of): ``arch`` (``cifar-cnn``, a torchvision classifier, or ``package.module:Class``) with
     optional ``weights`` (a state-dict file or a torchvision weights name such as ``IMAGENET1K_V1``); or an
-    imported model: ``from_onnx`` (an ONNX classifier), ``from_keras`` (a ``.keras`` file) or
-    ``from_savedmodel`` (a TensorFlow SavedModel directory), with ``labels_file`` or the data's class names.
+    imported model: ``from_onnx`` (an ONNX model), ``from_keras`` (a ``.keras`` file) or ``from_savedmodel``
+    (a TensorFlow SavedModel directory), with ``labels_file`` or the data's class names and, for a dense task
+    imported from ONNX, ``task_config`` (a JSON file of the manifest's ``task_config``: what its outputs mean).
 
     Attributes:
         data: Dataset spec, see ``amaas_export.data``; held-out images drive every gate.
@@ -99,6 +104,7 @@ class ExportConfig:
         out, name, version: Artifact directory, model name and version.
     """
 
+    task: str = "classification"
     arch: str = CIFAR_CNN
     data: str = "synthetic"
     out: Path = Path("dist/model")
@@ -107,6 +113,7 @@ class ExportConfig:
     from_keras: Path | None = None
     from_savedmodel: Path | None = None
     labels_file: Path | None = None
+    task_config: Path | None = None
     num_classes: int | None = None
     freeze_backbone: bool = False
     image_size: int | None = None
@@ -135,6 +142,13 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        _choice("--task", self.task, tuple(TASKS))
+        if self.task != "classification" and self.arch == CIFAR_CNN and self.imported is None:
+            raise ConfigError(f"--task {self.task} needs --arch (a torchvision {self.task} model or module:Class)")
+        if self.task != "classification" and self.prune:
+            raise ConfigError(f"--prune is for classification models; --task {self.task} does not prune")
+        if self.task_config is not None and self.from_onnx is None:
+            raise ConfigError("--task-config declares an imported model's outputs: it goes with --from-onnx")
         given = [flag for flag, path in _IMPORTED.items() if getattr(self, path) is not None]
         if len(given) > 1:
             raise ConfigError(f"{' and '.join(given)} both name the model; pass one")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from amaas_export.errors import GateError
 
 
-def check_accuracy_drop(fp32_top1: float, int8_top1: float, max_drop_points: float, source: str = "FP32") -> float:
-    """Fails if INT8 top-1 is more than ``max_drop_points`` percentage points below its float ``source``.
+def check_accuracy_drop(
+    fp32_top1: float, int8_top1: float, max_drop_points: float, source: str = "FP32", metric: str = "top-1"
+) -> float:
+    """Fails if INT8 ``metric`` (top-1, mIoU) is more than ``max_drop_points`` points below its float ``source``.
 
     Returns:
         The measured drop in points (negative when INT8 scored higher).
@@ -14,7 +16,7 @@ def check_accuracy_drop(fp32_top1: float, int8_top1: float, max_drop_points: flo
     drop = (fp32_top1 - int8_top1) * 100
     if drop > max_drop_points + 1e-9:
         raise GateError(
-            f"INT8 accuracy gate failed: held-out top-1 fell from {fp32_top1:.2%} ({source}) "
+            f"INT8 accuracy gate failed: held-out {metric} fell from {fp32_top1:.2%} ({source}) "
             f"to {int8_top1:.2%} (INT8), a drop of {drop:.2f} points; "
             f"the limit is {max_drop_points:.2f} (--max-accuracy-drop). "
             "No artifact was written. Try more --calibration-samples, more training, or a larger limit."

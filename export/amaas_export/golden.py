@@ -11,7 +11,6 @@ import numpy as np
 from PIL import Image
 
 from amaas.artifact.golden import GOLDEN_DIR, GoldenSample, write_golden
-from amaas.artifact.manifest import Manifest
 from amaas.artifact.model import Model
 from amaas_export.data import ImageSet
 
@@ -21,8 +20,8 @@ MAX_SAMPLES = 8
 CONFIDENT = 0.6
 
 
-def golden_samples(out_dir: Path, model_path: Path, manifest: Manifest, held_out: ImageSet) -> list[GoldenSample]:
-    model = Model.for_file(model_path, manifest)
+def golden_samples(out_dir: Path, model: Model, held_out: ImageSet) -> list[GoldenSample]:
+    manifest = model.manifest
 
     def answer(png: bytes) -> tuple[int, float]:
         (ranked,) = model.infer([png], k=1).results

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,20 +34,26 @@ class GraphStats:
 
 @dataclass(frozen=True)
 class StageReport:
-    """One row of the stage table, as recorded in the manifest under ``stages``."""
+    """One row of the stage table, as recorded in the manifest under ``stages``: the held-out ``metrics`` of the
+    task (``score`` is its gated one, such as top-1 or mIoU), size, parameters, MACs and latency."""
 
     name: str
-    top1: float
+    score: float
     bytes: int
     params: int
     macs: int
     latency_ms: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["top1"] = round(self.top1, 6)
-        data["latency_ms"] = round(self.latency_ms, 4)
-        return data
+        return {
+            "name": self.name,
+            **{metric: round(value, 6) for metric, value in self.metrics.items()},
+            "bytes": self.bytes,
+            "params": self.params,
+            "macs": self.macs,
+            "latency_ms": round(self.latency_ms, 4),
+        }
 
 
 def graph_stats(path: Path) -> GraphStats:

@@ -81,6 +81,16 @@ def pretrained_info(arch: str, weights: str) -> Pretrained:
     """
     if arch not in _torchvision_classifiers():
         raise ConfigError(f"--weights {weights}: named weights exist only for torchvision classifiers, not {arch!r}")
+    return weights_info(arch, weights)
+
+
+def weights_info(arch: str, weights: str) -> Pretrained:
+    """What a torchvision weights enum of ``arch`` says, read offline: categories and the eval transform's
+    resize, crop (the resize itself for transforms without one, such as segmentation's), mean and std.
+
+    Raises:
+        ConfigError: ``arch`` has no such weights.
+    """
     enum = torchvision.models.get_model_weights(arch)
     try:
         chosen = enum[weights.rpartition(".")[2]]
@@ -89,11 +99,12 @@ def pretrained_info(arch: str, weights: str) -> Pretrained:
         raise ConfigError(f"{arch} has no weights {weights!r}; available: {names}, DEFAULT") from None
     transforms = chosen.transforms()
     mean, std = transforms.mean, transforms.std
+    resize = int(transforms.resize_size[0])
     return Pretrained(
         name=f"{enum.__name__}.{chosen.name}",
         categories=tuple(chosen.meta["categories"]),
-        resize=int(transforms.resize_size[0]),
-        crop=int(transforms.crop_size[0]),
+        resize=resize,
+        crop=int(transforms.crop_size[0]) if hasattr(transforms, "crop_size") else resize,
         mean=(float(mean[0]), float(mean[1]), float(mean[2])),
         std=(float(std[0]), float(std[1]), float(std[2])),
         interpolation=transforms.interpolation.value,
@@ -109,7 +120,7 @@ def check_architecture(arch: str) -> None:
     if arch == CIFAR_CNN or arch in _torchvision_classifiers():
         return
     if ":" in arch:
-        _custom_class(arch)
+        custom_class(arch)
         return
     raise ConfigError(
         f"unknown architecture {arch!r}; use {CIFAR_CNN!r}, a torchvision classifier such as resnet18, "
@@ -130,13 +141,13 @@ def build_model(arch: str, num_classes: int, *, pretrained: Pretrained | None = 
     if arch == CIFAR_CNN:
         return CifarCNN(num_classes)
     if ":" in arch:
-        return _custom_module(arch, num_classes)
+        return custom_module(arch, num_classes)
     if pretrained is None:
         model: nn.Module = torchvision.models.get_model(
             arch, weights=None, num_classes=num_classes, **_NO_AUX.get(arch, {})
         )
         return model
-    with _weights_errors(arch, pretrained):
+    with weights_errors(arch, pretrained):
         model = torchvision.models.get_model(arch, weights=pretrained.name)
     if num_classes != len(pretrained.categories):
         replace_head(model, num_classes)
@@ -151,12 +162,12 @@ def fetch_pretrained(arch: str, pretrained: Pretrained) -> None:
         ConfigError: The weights can be neither read from the cache nor downloaded.
     """
     weights = torchvision.models.get_weight(pretrained.name)
-    with _weights_errors(arch, pretrained):
+    with weights_errors(arch, pretrained):
         weights.get_state_dict(progress=True, check_hash=True, map_location="cpu", weights_only=True)
 
 
 @contextlib.contextmanager
-def _weights_errors(arch: str, pretrained: Pretrained) -> Iterator[None]:
+def weights_errors(arch: str, pretrained: Pretrained) -> Iterator[None]:
     try:
         yield
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
@@ -205,7 +216,7 @@ def _torchvision_classifiers() -> list[str]:
     return names
 
 
-def _custom_class(spec: str) -> type[nn.Module]:
+def custom_class(spec: str) -> type[nn.Module]:
     module_name, _, class_name = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -222,8 +233,8 @@ def _custom_class(spec: str) -> type[nn.Module]:
     return cls
 
 
-def _custom_module(spec: str, num_classes: int) -> nn.Module:
-    cls = _custom_class(spec)
+def custom_module(spec: str, num_classes: int) -> nn.Module:
+    cls = custom_class(spec)
     takes_classes = "num_classes" in inspect.signature(cls).parameters
     try:
         model: nn.Module = cls(num_classes=num_classes) if takes_classes else cls()

@@ -22,13 +22,16 @@ OUTPUT_NAME = "logits"
 RELATIVE_TOLERANCE = 1e-5
 
 
-def export_fp32(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+def export_fp32(
+    model: nn.Module, example: torch.Tensor, path: Path, output_names: tuple[str, ...] = (OUTPUT_NAME,)
+) -> Path:
     """Exports ``model`` with the dynamo exporter, weights embedded, batch axis dynamic.
 
     Args:
         model: The trained network, in eval mode.
         example: A batch of at least 2 inputs; a batch of 1 would let the exporter specialise the axis.
         path: Where to write the ``.onnx`` file.
+        output_names: The graph's outputs, in the order ``model`` returns them.
     """
     if example.shape[0] < 2:
         raise ValueError("the example batch needs at least 2 images to keep the batch axis dynamic")
@@ -42,7 +45,7 @@ def export_fp32(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
             (example,),
             str(path),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=list(output_names),
             dynamic_shapes=({0: batch},),
             external_data=False,
             dynamo=True,

@@ -21,6 +21,7 @@ from amaas_export.measure import StageReport
 from amaas_export.sources import SourcePlan, plan_source
 from amaas_export.stages import data, package, prune, quantize, serving, source
 from amaas_export.stages.common import Log, Stage
+from amaas_export.tasks import export_task, metric_title
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,13 @@ def run_export(config: ExportConfig, log: Log = print) -> ExportResult:
     with tempfile.TemporaryDirectory(prefix=".amaas-export-", dir=config.out.parent) as work_dir:
         work = Path(work_dir)
         if config.imported is None:
-            from amaas_export.models import check_architecture
-
-            check_architecture(config.arch)
+            export_task(config.task).check_architecture(config.arch)
         plan = plan_source(config, work)
         _fetch_pretrained(plan, config)  # a download that cannot happen fails before the data is read
         prepared = data.load(config, plan, log)
 
         float_model = source.float_model(config, plan, prepared, work, log)
+        prepared = float_model.prepared  # with the graph's outputs and the task's manifest section
         stages: list[Stage] = [float_model.stage]
         pruned = prune.pruned(config, prepared, float_model.stage, work, log) if config.prune else None
         if pruned is not None:
@@ -88,7 +88,8 @@ def _note_slower_int8(int8: StageReport, parent: StageReport, log: Log) -> None:
 
 
 def _row(r: StageReport) -> str:
+    scores = "  ".join(f"{metric_title(metric)} {value:.4f}" for metric, value in r.metrics.items())
     return (
-        f"{r.name:<7} top-1 {r.top1:.4f}  {r.bytes / 1e6:8.3f} MB  {r.params / 1e6:7.3f} M params  "
+        f"{r.name:<7} {scores}  {r.bytes / 1e6:8.3f} MB  {r.params / 1e6:7.3f} M params  "
         f"{r.macs / 1e6:9.2f} M MACs  {r.latency_ms:8.3f} ms"
     )

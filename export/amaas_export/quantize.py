@@ -57,9 +57,9 @@ def quantize_int8(
     other stage and the server build theirs.
 
     The model is first shape-inferred and simplified by ORT's pre-processor, which quantizes better than the
-    raw export. The node producing the logits always stays in float: squeezing logits into 256 levels
-    reorders close classes (it cost 0.75 points of top-1 on cifar-cnn/synthetic) while the layer itself is
-    a negligible share of the compute.
+    raw export. The layers producing the outputs always stay in float (``output_heads``): squeezing logits
+    into 256 levels reorders close classes (it cost 0.75 points of top-1 on cifar-cnn/synthetic) while the
+    layer itself is a negligible share of the compute.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -75,9 +75,8 @@ def quantize_int8(
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared))
         graph = onnx.load(str(prepared)).graph
-        outputs = {o.name for o in graph.output}
         names = {node.name for node in graph.node}
-        heads = [node.name for node in graph.node if outputs & set(node.output)]
+        heads = output_heads(graph)
         missing = [n for n in settings.float_nodes if n not in names]
         if missing:
             from amaas_export.errors import ConfigError
@@ -86,7 +85,8 @@ def quantize_int8(
                 f"--float-nodes {', '.join(missing)}: no such node; the graph has e.g. {sorted(names)[:6]}"
             )
         float_nodes = sorted({*heads, *settings.float_nodes})
-        reader = _CalibrationReader(calibration, prep, spec)
+        first = graph.input[0].type.tensor_type.shape.dim[0]
+        reader = _CalibrationReader(calibration, prep, spec, first.dim_value if first.HasField("dim_value") else -1)
         ranges = None
         if settings.calibration == "entropy":
             ranges = Path(work) / "ranges.json"
@@ -105,6 +105,28 @@ def quantize_int8(
             calibration_cache_path=None if ranges is None else str(ranges),
         )
     return float_nodes
+
+
+def output_heads(graph: Any) -> list[str]:
+    """The nodes on the way back from every graph output up to and including its last Conv, Gemm or MatMul:
+    a classifier's final Gemm; a segmenter's final 1x1 convolution and the upsampling after it. Shape and Size
+    nodes end the walk (only their input's shape matters)."""
+    producer = {output: node for node in graph.node for output in node.output}
+    heads: list[str] = []
+    stack, seen = [o.name for o in graph.output], set()
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in producer:
+            continue
+        seen.add(name)
+        node = producer[name]
+        heads.append(node.name)
+        if node.op_type not in _LAST_COMPUTE and node.op_type not in ("Shape", "Size"):
+            stack.extend(i for i in node.input if i)
+    return heads
+
+
+_LAST_COMPUTE = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
 def _entropy_ranges(model: Path, reader: _CalibrationReader, ranges: Path) -> None:
@@ -138,16 +160,17 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _batches(images: ImageSet, prep: Preprocessing, spec: TensorSpec) -> Iterator[dict[str, np.ndarray]]:
-    for start in range(0, len(images), CALIBRATION_BATCH):
-        yield {spec.name: model_input(images.pixels[start : start + CALIBRATION_BATCH], prep, spec)}
+def _batches(images: ImageSet, prep: Preprocessing, spec: TensorSpec, size: int) -> Iterator[dict[str, np.ndarray]]:
+    for start in range(0, len(images), size):
+        yield {spec.name: model_input(images.pixels[start : start + size], prep, spec)}
 
 
 class _CalibrationReader:
-    """ORT's ``CalibrationDataReader`` protocol over an ``ImageSet``."""
+    """ORT's ``CalibrationDataReader`` protocol over an ``ImageSet``, in batches the model takes (a graph
+    exported for a fixed batch gets exactly that many images at a time)."""
 
-    def __init__(self, images: ImageSet, prep: Preprocessing, spec: TensorSpec) -> None:
-        self._batches = _batches(images, prep, spec)
+    def __init__(self, images: ImageSet, prep: Preprocessing, spec: TensorSpec, fixed_batch: int = -1) -> None:
+        self._batches = _batches(images, prep, spec, fixed_batch if fixed_batch > 0 else CALIBRATION_BATCH)
 
     def get_next(self) -> dict[str, Any] | None:
         return next(self._batches, None)

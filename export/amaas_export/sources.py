@@ -20,6 +20,7 @@ from amaas.artifact.preprocessing import model_input
 from amaas_export.config import CIFAR_CNN, ExportConfig
 from amaas_export.errors import ConfigError, first_line
 from amaas_export.onnx_input import describe_input, find_input_scaling, strip_final_softmax
+from amaas_export.tasks import ExportTask, export_task
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,6 +48,7 @@ class OnnxSource:
     input: TensorSpec
     labels: tuple[str, ...] | None
     classes: int
+    outputs: tuple[str, ...]
     takes_pixels: bool = False
     notes: tuple[str, ...] = ()
     parity: float | None = None
@@ -55,7 +57,8 @@ class OnnxSource:
 @dataclass(frozen=True)
 class SourcePlan:
     """Attributes:
-    resize, crop, interpolation: Input geometry.
+    task: What the export makes (``--task``).
+    resize, crop, interpolation: Input geometry (``resize`` equals ``crop`` for a task that stretches).
     scale: What pixels are multiplied by before ``mean`` and ``std`` (imported models only set another).
     mean, std: Normalisation if the source fixes it (pretrained weights, ONNX, flags); ``None`` means
         "measure it on the training images".
@@ -64,6 +67,7 @@ class SourcePlan:
     onnx: The prepared ONNX model when the source is ``--from-onnx``.
     """
 
+    task: ExportTask
     resize: int
     crop: int
     mean: tuple[float, float, float] | None
@@ -83,10 +87,13 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
     weights' crop ratio (256/224 → 73 for a 64 crop).
     """
     interpolation = config.interpolation or DEFAULT_INTERPOLATION
+    task = export_task(config.task)
+    stretch = task.resize_mode == "stretch"  # the whole image, squeezed: no resize before a crop
     if config.imported is not None:
-        source, prep = import_model(config, work)
+        source, prep = import_model(config, work, task)
         return SourcePlan(
-            resize=config.resize or prep.crop,
+            task=task,
+            resize=prep.crop if stretch else config.resize or prep.crop,
             crop=prep.crop,
             mean=prep.mean,
             std=prep.std,
@@ -96,13 +103,14 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
             onnx=source,
         )
     if config.weights is not None:
-        from amaas_export.models import is_weights_file, pretrained_info
+        from amaas_export.models import is_weights_file
 
         if not is_weights_file(config.weights):
-            info = pretrained_info(config.arch, config.weights)
+            info = task.pretrained_info(config.arch, config.weights)
             crop = config.image_size or info.crop
             return SourcePlan(
-                resize=config.resize or max(crop, round(crop * info.resize / info.crop)),
+                task=task,
+                resize=crop if stretch else config.resize or max(crop, round(crop * info.resize / info.crop)),
                 crop=crop,
                 mean=config.mean or info.mean,
                 std=config.std or info.std,
@@ -112,7 +120,8 @@ def plan_source(config: ExportConfig, work: Path) -> SourcePlan:
             )
     crop = config.image_size or DEFAULT_SIZE.get(config.arch, TORCHVISION_DEFAULT_SIZE)
     return SourcePlan(
-        resize=config.resize or crop,
+        task=task,
+        resize=crop if stretch else config.resize or crop,
         crop=crop,
         mean=config.mean,
         std=config.std,
@@ -134,7 +143,7 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return labels
 
 
-def import_model(config: ExportConfig, work: Path) -> tuple[OnnxSource, Preprocessing]:
+def import_model(config: ExportConfig, work: Path, task: ExportTask) -> tuple[OnnxSource, Preprocessing]:
     """The imported model as a prepared ONNX file (converted by tf2onnx first if it is a TensorFlow model), and
     the preprocessing it is fed with, checked on a batch of 2 images against the images one at a time."""
     assert config.imported is not None
@@ -149,11 +158,11 @@ def import_model(config: ExportConfig, work: Path) -> tuple[OnnxSource, Preproce
             f"within {converted.max_abs_diff:.1e}"
         )
         path, parity = converted.path, converted.max_abs_diff
-    source = prepare_onnx(path, config.labels_file, work, config.image_size, config.layout, flag)
+    source = prepare_onnx(path, config.labels_file, work, config.image_size, task, config.layout, flag)
     scale, mean, std = imported_preprocessing(config, source)
     crop = source.input.shape[2] if source.input.layout == "NCHW" else source.input.shape[1]
     prep = Preprocessing(crop, crop, mean, std, channel_order=config.channel_order, scale=scale)
-    classes = _check_batches(source.path, source.input, prep, source.classes or len(source.labels or ()))
+    classes = _check_batches(source.path, source.input, prep, task, source.labels, source.classes or len(source.labels or ()))
     return replace(source, classes=classes, notes=(*notes, *source.notes), parity=parity), prep
 
 
@@ -182,6 +191,7 @@ def prepare_onnx(
     labels_file: Path | None,
     work: Path,
     image_size: int | None,
+    task: ExportTask,
     layout: str | None = None,
     flag: str = "--from-onnx",
 ) -> OnnxSource:
@@ -199,8 +209,11 @@ def prepare_onnx(
         raise ConfigError(f"cannot read {flag} {path}: {exc.strerror or exc}") from exc
     except Exception as exc:  # protobuf's DecodeError, the checker's ValidationError: not an ONNX model
         raise ConfigError(f"{flag} {path} is not a valid ONNX model: {first_line(exc)}") from exc
-    if len(model.graph.output) != 1:
-        raise ConfigError(f"{flag} needs a classifier with one image input and one logits output")
+    if len(model.graph.output) != len(task.output_names):
+        raise ConfigError(
+            f"{flag} needs a {task.name} model with one image input and {len(task.output_names)} output(s) "
+            f"({', '.join(task.output_names)})"
+        )
     found = describe_input(model, layout)
     tensor = found.spec
     spatial = tensor.shape[1:3] if tensor.layout == "NHWC" else tensor.shape[2:4]
@@ -209,7 +222,7 @@ def prepare_onnx(
     if fixed and image_size and fixed[0] != image_size:
         raise ConfigError(f"the ONNX model takes {fixed[0]}x{fixed[0]} images; --image-size {image_size} does not fit")
     output_dims = model.graph.output[0].type.tensor_type.shape.dim
-    classes = output_dims[-1].dim_value if output_dims else 0
+    classes = output_dims[-1].dim_value if len(output_dims) == 2 else 0  # logits [N, classes]
     if classes and labels is not None and classes != len(labels):
         raise ConfigError(f"the ONNX model outputs {classes} classes but {labels_file} lists {len(labels)} labels")
     notes = [f"input {tensor.name} {tensor.dtype} {tensor.layout}: {found.reason}"]
@@ -218,7 +231,7 @@ def prepare_onnx(
     if scaling is not None and takes_pixels:
         low, high = scaling.pixel_range
         notes.append(f"its graph scales pixels 0..255 to {low:.2f}..{high:.2f} itself ({', '.join(scaling.nodes)})")
-    if strip_final_softmax(model):
+    if task.name == "classification" and strip_final_softmax(model):
         notes.append("its final Softmax now passes logits through: the server applies its own softmax")
 
     dims = _image_input_dims(model, tensor.name)
@@ -226,15 +239,18 @@ def prepare_onnx(
         _unfix_batch_reshapes(model)
     dims[0].ClearField("dim_value")
     dims[0].dim_param = "batch"
-    if output_dims:
-        output_dims[0].ClearField("dim_value")
-        output_dims[0].dim_param = "batch"
+    for output in model.graph.output:
+        dims_out = output.type.tensor_type.shape.dim
+        if dims_out:
+            dims_out[0].ClearField("dim_value")
+            dims_out[0].dim_param = "batch"
     del model.graph.value_info[:]  # shapes recorded for the fixed batch would contradict the dynamic one
     prepared = work / "source.onnx"
     onnx.save(model, str(prepared))
     shape = (-1, 3, side, side) if tensor.layout == "NCHW" else (-1, side, side, 3)
     spec = TensorSpec(tensor.name, shape, tensor.dtype, tensor.layout)
-    return OnnxSource(prepared, spec, labels, classes, takes_pixels, tuple(notes))
+    outputs = tuple(o.name for o in model.graph.output)
+    return OnnxSource(prepared, spec, labels, classes, outputs, takes_pixels, tuple(notes))
 
 
 def _image_input_dims(model: onnx.ModelProto, name: str) -> Any:
@@ -261,9 +277,12 @@ def _unfix_batch_reshapes(model: onnx.ModelProto) -> None:
             tensor.CopyFrom(numpy_helper.from_array(unfixed, tensor.name))
 
 
-def _check_batches(path: Path, spec: TensorSpec, prep: Preprocessing, classes: int) -> int:
-    """The model must take a batch of 2 random images, fed as every stage feeds it, and answer each as it does
-    alone; returns its class count (``classes``, when the file or the labels say)."""
+def _check_batches(
+    path: Path, spec: TensorSpec, prep: Preprocessing, task: ExportTask, labels: tuple[str, ...] | None, classes: int
+) -> int:
+    """The model must take a batch of 2 random images, fed as every stage feeds it, answer with the task's
+    outputs, and answer each image as it does alone; returns its class count (``classes``, when the file or
+    the labels say)."""
     import onnxruntime as ort
 
     from amaas.artifact.session import create_session
@@ -274,15 +293,24 @@ def _check_batches(path: Path, spec: TensorSpec, prep: Preprocessing, classes: i
     images = model_input(pixels, prep, spec)
     try:
         session = create_session(path, threads=1)
-        together = session.run(None, {spec.name: images}, quiet)[0]
-        alone = np.concatenate([session.run(None, {spec.name: images[i : i + 1]}, quiet)[0] for i in range(2)])
+        together = session.run(None, {spec.name: images}, quiet)
+        alone = [session.run(None, {spec.name: images[i : i + 1]}, quiet) for i in range(2)]
     except Exception as exc:
         raise ConfigError(
             f"the ONNX model does not run on a batch of 2 images (a fixed batch size?): {first_line(exc)}"
         ) from exc
-    if together.ndim != 2 or len(together) != 2 or together.shape[1] != (classes or together.shape[1]):
-        expected = f"(2, {classes})" if classes else "(2, classes)"
-        raise ConfigError(f"the ONNX model returns shape {together.shape} for 2 images; expected {expected} logits")
-    if not np.allclose(together, alone, rtol=1e-4, atol=1e-4):
-        raise ConfigError("the ONNX model mixes images within a batch: a batch of 2 differs from 2 single images")
-    return int(together.shape[1])
+    if task.name == "classification":
+        logits = together[0]
+        if len(together) != 1 or logits.ndim != 2 or len(logits) != 2 or logits.shape[1] != (classes or logits.shape[1]):
+            expected = f"(2, {classes})" if classes else "(2, classes)"
+            raise ConfigError(f"the ONNX model returns shape {logits.shape} for 2 images; expected {expected} logits")
+        classes = int(logits.shape[1])
+    else:
+        if labels is None:
+            raise ConfigError(f"an imported {task.name} model needs --labels FILE (one class name per line)")
+        task.check_outputs(together, 2, labels)
+        classes = len(labels)
+    for i, output in enumerate(together):
+        if not np.allclose(output, np.concatenate([one[i] for one in alone]), rtol=1e-4, atol=1e-4):
+            raise ConfigError("the ONNX model mixes images within a batch: a batch of 2 differs from 2 single images")
+    return classes

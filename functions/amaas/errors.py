@@ -62,11 +62,26 @@ class ImageNotFoundError(NotFoundError):
     code = "image_not_found"
 
 
+class TaskNotServedError(NotFoundError):
+    """The route is for another task than the served model's (segmenting with a classifier). HTTP servers
+    should return HTTP_404."""
+
+    code = "task_not_served"
+
+
 class MethodNotAllowedError(AmaasError):
     """The route exists but not for this method. HTTP servers should return HTTP_405."""
 
     status = 405
     code = "method_not_allowed"
+
+
+class NotAcceptableError(AmaasError):
+    """No answer in a form the Accept header allows (a PNG for several images). HTTP servers should return
+    HTTP_406."""
+
+    status = 406
+    code = "not_acceptable"
 
 
 class PayloadTooLargeError(AmaasError):

@@ -26,6 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from amaas.artifact.manifest import Manifest
 from amaas.artifact.tasks.classification import Prediction
+from amaas.artifact.tasks.detection import Detection
 from amaas.errors import UpstreamError
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "amaas")
@@ -132,6 +133,18 @@ def record_request(method: str, route: str, status: int, latency_ms: float, erro
     metrics.flush_metrics()
 
 
+def record_segmentation(dominant: Sequence[str], foreground: Sequence[float]) -> None:
+    """Per segmented image: its dominant class (the ``Predictions`` count, as for classification) and the
+    fraction of it that is not background, whose drift says the images or the model changed."""
+    if _muted.is_set():
+        return
+    for label, fraction in zip(dominant, foreground, strict=True):
+        metrics.add_metric(name="ForegroundFraction", unit=MetricUnit.NoUnit, value=round(fraction, 4))
+        with single_metric(name="Predictions", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="label", value=label)
+            metric.add_dimension(name="service", value=SERVICE)
+
+
 def record_predictions(predictions: Sequence[Sequence[Prediction]]) -> None:
     """Predicted class counts and top-1 confidence: the signals of data drift and of a bad model."""
     if _muted.is_set():
@@ -144,6 +157,29 @@ def record_predictions(predictions: Sequence[Sequence[Prediction]]) -> None:
         with single_metric(name="Predictions", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
             metric.add_dimension(name="label", value=top.label)
             metric.add_dimension(name="service", value=SERVICE)
+
+
+def record_detections(found: Sequence[Sequence[Detection]]) -> None:
+    """Objects found per image and their mean score (an empty-handed or unsure detector is a drifting one),
+    and one ``Detections`` count per class found."""
+    if _muted.is_set():
+        return
+    for detections in found:
+        metrics.add_metric(name="DetectionsPerImage", unit=MetricUnit.Count, value=len(detections))
+        if detections:
+            mean = sum(d.score for d in detections) / len(detections)
+            metrics.add_metric(name="MeanDetectionScore", unit=MetricUnit.NoUnit, value=round(mean, 4))
+        for label in sorted({d.label for d in detections}):
+            with single_metric(name="Detections", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+                metric.add_dimension(name="label", value=label)
+                metric.add_dimension(name="service", value=SERVICE)
+    logger.info(
+        "detections",
+        extra={
+            "detections": [len(d) for d in found],
+            "mean_score": [round(sum(x.score for x in d) / len(d), 4) if d else None for d in found],
+        },
+    )
 
 
 def record_batch(messages: int, failed: int, results: Sequence[dict[str, Any]]) -> None:

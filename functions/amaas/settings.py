@@ -26,6 +26,7 @@ ENV_MAX_S3_IMAGE_BYTES = "AMAAS_MAX_S3_IMAGE_BYTES"
 ENV_EXPLAIN_GRID = "AMAAS_EXPLAIN_GRID"
 ENV_CORS_ORIGINS = "AMAAS_CORS_ORIGINS"
 ENV_DECODE_MEMORY_MB = "AMAAS_DECODE_MEMORY_MB"
+ENV_MAX_MASK_PIXELS = "AMAAS_MAX_MASK_PIXELS"
 # Set by Lambda itself: the function's memory, from which the decode budget is derived when not configured
 ENV_FUNCTION_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
@@ -42,6 +43,7 @@ _ENV_NAMES = {
     "explain_grid": ENV_EXPLAIN_GRID,
     "cors_origins": ENV_CORS_ORIGINS,
     "decode_memory_mb": ENV_DECODE_MEMORY_MB,
+    "max_mask_pixels": ENV_MAX_MASK_PIXELS,
 }
 MAX_EXPLAIN_GRID = 16
 # What a function keeps for itself (runtime, model, ONNX Runtime's arena, the request) before decoding
@@ -76,6 +78,8 @@ class Settings:
     max_s3_image_bytes: Largest image fetched from S3 (those are the ones too big for the payload).
     explain_grid: Occlusion grid side for explanations (grid x grid model runs).
     cors_origins: Browser origins allowed to call the API (exact matches); none by default.
+    max_mask_pixels: Largest width x height of a full-size answer image (a segmentation mask or overlay PNG):
+        one byte per pixel for a mask, four for an overlay with its decoded original.
     """
 
     model_dir: Path = Path("/opt/model")
@@ -90,6 +94,7 @@ class Settings:
     explain_grid: int = 8
     cors_origins: tuple[str, ...] = ()
     decode_memory_mb: int = DECODE_MEMORY_MB
+    max_mask_pixels: int = 16_777_216
 
     def __post_init__(self) -> None:
         for f in fields(self):

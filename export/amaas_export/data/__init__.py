@@ -114,13 +114,23 @@ def mean_std(images: ImageSet) -> tuple[tuple[float, float, float], tuple[float,
     )
 
 
-def _synthetic(arg: str, geometry: Preprocessing, seed: int) -> Dataset:
+def synthetic_count(arg: str, default: int, minimum: int) -> int:
+    """The N of ``synthetic:N`` (``default`` without one).
+
+    Raises:
+        DataError: Not an integer, or fewer than ``minimum`` images.
+    """
     try:
-        size = int(arg) if arg else SYNTHETIC_DEFAULT_SIZE
+        size = int(arg) if arg else default
     except ValueError:
         raise DataError(f"synthetic:N needs an integer image count, got {arg!r}") from None
-    if size < 10 * len(synthetic.LABELS):
-        raise DataError(f"synthetic:N needs at least {10 * len(synthetic.LABELS)} images, got {size}")
+    if size < minimum:
+        raise DataError(f"synthetic:N needs at least {minimum} images, got {size}")
+    return size
+
+
+def _synthetic(arg: str, geometry: Preprocessing, seed: int) -> Dataset:
+    size = synthetic_count(arg, SYNTHETIC_DEFAULT_SIZE, 10 * len(synthetic.LABELS))
     side = geometry.resize  # drawn natively at the model's resolution, never upscaled
     train = synthetic.generate(size, seed=seed, split="train", size=side)
     test = synthetic.generate(max(size // 10, 10 * len(synthetic.LABELS)), seed=seed, split="test", size=side)

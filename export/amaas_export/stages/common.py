@@ -1,65 +1,81 @@
-"""What every stage shares: an ONNX model file with its held-out accuracy, and the prepared data."""
+"""What every stage shares: an ONNX model file with its held-out scores, and the prepared data."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from amaas.artifact.manifest import Manifest, Preprocessing, TensorSpec
 from amaas.artifact.model import Model
-from amaas.artifact.tasks import task_for
 from amaas_export.data import Dataset
+from amaas_export.tasks import ExportTask, stage_manifest
 
 if TYPE_CHECKING:
     from torch import nn
 
 Log = Callable[[str], None]
-EVAL_BATCH = 256
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """The dataset at the model's input geometry, and the preprocessing every stage and the server use."""
+    """The dataset at the model's input geometry, the preprocessing every stage and the server use, and the
+    task that exports it.
+
+    Attributes:
+        output_names, task_config: The graph's outputs and the task's manifest section, known once the float
+            model exists (``source.float_model``); every later stage shares them.
+    """
 
     dataset: Dataset
     prep: Preprocessing
+    task: ExportTask
+    output_names: tuple[str, ...] = ()
+    task_config: Mapping[str, Any] = field(default_factory=dict)
 
-    def stage_manifest(self, spec: TensorSpec, task: str = "classification") -> Manifest:
+    @property
+    def metric(self) -> str:
+        """The held-out metric the gates compare (classification ``top1``, segmentation ``miou``)."""
+        return _metric(self.task.name)
+
+    def stage_manifest(self, spec: TensorSpec) -> Manifest:
         """An in-memory manifest for a stage's file, so it is evaluated through the serving ``Model``."""
-        labels = self.dataset.labels
-        return Manifest(
-            name="stage",
-            version="stage",
-            architecture="stage",
-            labels=labels,
-            input=spec,
-            output=TensorSpec("output", (-1, len(labels)), "float32"),
-            preprocessing=self.prep,
-            task=task,
-        )
+        names = self.output_names or self.task.output_names
+        return stage_manifest(self.task, self.prep, self.dataset.labels, spec, names, self.task_config)
 
-    def evaluate(self, path: Path, spec: TensorSpec) -> float:
-        """Held-out top-1 of a model file, fed through the same ``Model`` the server runs."""
+    def evaluate(self, path: Path, spec: TensorSpec) -> dict[str, float]:
+        """Held-out metrics of a model file, fed through the same ``Model`` the server runs."""
         import os
 
-        import numpy as np
+        model = Model.for_file(path, self.stage_manifest(spec), threads=os.cpu_count() or 1)
+        return self.task.evaluate(model, self.dataset.test)
 
-        manifest = self.stage_manifest(spec)
-        model = Model.for_file(path, manifest, threads=os.cpu_count() or 1)
-        test = self.dataset.test
-        outputs = [model.predict_pixels(test.pixels[i : i + EVAL_BATCH])[0] for i in range(0, len(test), EVAL_BATCH)]
-        return task_for(manifest.task).score([np.concatenate(outputs)], test.labels)["top1"]
+    def stage(self, name: str, path: Path, spec: TensorSpec, model: nn.Module | None = None) -> Stage:
+        """A model file as a stage, scored on the held-out images."""
+        metrics = self.evaluate(path, spec)
+        return Stage(name, path, metrics[self.metric], spec, model, metrics)
+
+
+def _metric(task: str) -> str:
+    from amaas.artifact.tasks import task_for
+
+    return task_for(task).metric
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A model file at one step of the pipeline, with its held-out accuracy (and the torch model behind it,
-    while there is one to prune)."""
+    """A model file at one step of the pipeline, with its held-out scores (and the torch model behind it,
+    while there is one to prune).
+
+    Attributes:
+        score: The task's gated metric (``metrics[metric]``), a fraction.
+        metrics: Every held-out metric of the task.
+    """
 
     name: str
     path: Path
-    top1: float
+    score: float
     spec: TensorSpec
     model: nn.Module | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)

@@ -25,8 +25,9 @@ def load(config: ExportConfig, plan: SourcePlan, log: Log) -> Prepared:
         interpolation=plan.interpolation,
         channel_order=config.channel_order,
         scale=plan.scale,
+        resize_mode=plan.task.resize_mode,
     )
-    dataset = datasets.load(config.data, geometry, seed=config.seed)
+    dataset = plan.task.load_data(config.data, geometry, seed=config.seed)
     if plan.labels is not None and (plan.onnx is not None or set(dataset.labels) <= set(plan.labels)):
         dataset = datasets.with_labels(dataset, plan.labels)
     elif plan.onnx is not None and plan.onnx.classes != len(dataset.labels):
@@ -45,4 +46,4 @@ def load(config: ExportConfig, plan: SourcePlan, log: Log) -> Prepared:
         f"data: {dataset.source}: {len(dataset.train)} training / {len(dataset.test)} held-out images, "
         f"{len(dataset.labels)} classes, {plan.crop}x{plan.crop} ({time.perf_counter() - started:.1f}s)"
     )
-    return Prepared(dataset=dataset, prep=replace(geometry, mean=mean, std=std))
+    return Prepared(dataset=dataset, prep=replace(geometry, mean=mean, std=std), task=plan.task)

@@ -18,17 +18,16 @@ from amaas.artifact.manifest import (
     MODEL_FILE,
     PROVENANCE,
     Manifest,
-    TensorSpec,
     file_entry,
     sha256_file,
     write_manifest,
 )
+from amaas.artifact.model import Model
 from amaas.artifact.preprocessing import model_input
 from amaas_export.card import render_card
 from amaas_export.chart import stage_chart
 from amaas_export.config import ExportConfig, write_config_file
 from amaas_export.errors import ConfigError
-from amaas_export.golden import golden_samples
 from amaas_export.measure import StageReport, graph_stats, latencies_ms
 from amaas_export.sources import SourcePlan
 from amaas_export.stages.common import Log, Prepared, Stage
@@ -39,6 +38,7 @@ from amaas_export.stages.source import FloatModel
 
 _IMPORTED_ARCHITECTURE = {"--from-onnx": "onnx", "--from-keras": "keras", "--from-savedmodel": "savedmodel"}
 CHART_FILE = "stages.png"
+PREVIEW_FILE = "predictions.png"
 CONFIG_FILE = "export.toml"
 _LIBRARIES = ("torch", "torchvision", "torch-pruning", "onnx", "onnxruntime", "numpy", "pillow")
 
@@ -56,7 +56,8 @@ def reports(prepared: Prepared, stages: list[Stage]) -> list[StageReport]:
     rows = []
     for stage, latency in zip(stages, timings, strict=True):
         stats = graph_stats(stage.path)
-        rows.append(StageReport(stage.name, stage.top1, stage.path.stat().st_size, stats.params, stats.macs, latency))
+        size = stage.path.stat().st_size
+        rows.append(StageReport(stage.name, stage.score, size, stats.params, stats.macs, latency, stage.metrics))
     return rows
 
 
@@ -84,9 +85,13 @@ def package(config: ExportConfig, prepared: Prepared, run: Run, work: Path, log:
     staging.mkdir()
     shutil.copyfile(run.final.path, staging / MODEL_FILE)
     manifest = _manifest(config, prepared, run, staging / MODEL_FILE)
-    golden = golden_samples(staging, staging / MODEL_FILE, manifest, prepared.dataset.test)
+    served = Model.for_file(staging / MODEL_FILE, manifest)
+    golden = prepared.task.golden(staging, served, prepared.dataset.test)
     log(f"golden: {len(golden)} held-out images with the served model's answers, for the pre-traffic check")
-    stage_chart(run.reports, staging / CHART_FILE, f"{manifest.name}: accuracy vs latency (marker area: file size)")
+    title = f"{manifest.name}: accuracy vs latency (marker area: file size)"
+    stage_chart(run.reports, staging / CHART_FILE, title, prepared.metric)
+    if prepared.task.preview(served, prepared.dataset.test, staging / PREVIEW_FILE):
+        log(f"preview: the served model's answers on held-out images in {PREVIEW_FILE}")
     write_config_file(staging / CONFIG_FILE, _recipe(config, run))
     (staging / CARD_FILE).write_text(render_card(manifest, chart=CHART_FILE, config_file=CONFIG_FILE), encoding="utf-8")
     files = {p.relative_to(staging).as_posix(): file_entry(p) for p in sorted(staging.rglob("*")) if p.is_file()}
@@ -108,11 +113,11 @@ def _recipe(config: ExportConfig, run: Run) -> ExportConfig:
 
 
 def _manifest(config: ExportConfig, prepared: Prepared, run: Run, model_path: Path) -> Manifest:
-    metrics: dict[str, Any] = {r.name: {"top1": r.top1, "bytes": r.bytes} for r in run.reports}
-    metrics["served"] = {"stage": run.served.name, "top1": run.final.top1, "bytes": model_path.stat().st_size}
-    metrics["parity_max_abs_diff"] = run.float_model.parity
+    metrics: dict[str, Any] = {r.name: {**r.metrics, "bytes": r.bytes} for r in run.reports}
+    metrics["served"] = {"stage": run.served.name, **run.final.metrics, "bytes": model_path.stat().st_size}
+    metrics[prepared.task.parity_metric] = run.float_model.parity
     if run.quantized.drop is not None:
-        metrics["top1_drop_points"] = round(run.quantized.drop, 4)
+        metrics[f"{prepared.metric}_drop_points"] = round(run.quantized.drop, 4)
     if run.pruned is not None:
         metrics["prune_drop_points"] = round(run.pruned.drop, 4)
     sha = sha256_file(model_path)
@@ -120,13 +125,17 @@ def _manifest(config: ExportConfig, prepared: Prepared, run: Run, model_path: Pa
     if config.weights is not None and run.plan.pretrained is None:
         weights = {"path": config.weights, "sha256": sha256_file(Path(config.weights))}
     labels = prepared.dataset.labels
+    outputs = prepared.task.output_specs(labels, prepared.prep.crop, _output_names(model_path))
     return Manifest(
         name=config.model_name,
         version=config.version or sha[:12],
         architecture=_IMPORTED_ARCHITECTURE[config.imported[0]] if config.imported else config.arch,
         labels=labels,
         input=run.final.spec,
-        output=TensorSpec(_output_name(model_path), (-1, len(labels)), "float32"),
+        output=outputs[0],
+        extra_outputs=outputs[1:],
+        task=prepared.task.name,
+        task_config=prepared.task_config,
         preprocessing=prepared.prep,
         metrics=metrics,
         details={
@@ -159,11 +168,10 @@ def _manifest(config: ExportConfig, prepared: Prepared, run: Run, model_path: Pa
     )
 
 
-def _output_name(path: Path) -> str:
+def _output_names(path: Path) -> tuple[str, ...]:
     import onnx
 
-    name: str = onnx.load(str(path), load_external_data=False).graph.output[0].name
-    return name
+    return tuple(str(output.name) for output in onnx.load(str(path), load_external_data=False).graph.output)
 
 
 def _library_versions() -> dict[str, Any]:

@@ -51,6 +51,6 @@ def pruned(config: ExportConfig, prepared: Prepared, parent: Stage, work: Path, 
             report=lambda epoch: log(f"  {epoch}"),
         )
     stage, _ = export_stage(config, prepared, "pruned", model, work, log)
-    drop = check_prune_drop(parent.top1, stage.top1, config.max_prune_drop)
+    drop = check_prune_drop(parent.score, stage.score, config.max_prune_drop)
     log(f"gate: pruned top-1 drop {drop:+.2f} points <= {config.max_prune_drop:.2f}: pass")
     return Pruned(stage, drop)

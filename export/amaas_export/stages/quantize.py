@@ -14,6 +14,7 @@ from amaas_export.gates import check_accuracy_drop
 from amaas_export.measure import latencies_ms
 from amaas_export.quantize import candidates, quantize_int8
 from amaas_export.stages.common import Log, Prepared, Stage
+from amaas_export.tasks import metric_title
 
 
 @dataclass(frozen=True)
@@ -42,26 +43,38 @@ def int8(config: ExportConfig, prepared: Prepared, parent: Stage, work: Path, lo
     for i, candidate in enumerate(tried):
         path = work / f"int8-{i}.onnx"
         float_nodes = quantize_int8(parent.path, path, calibration, prepared.prep, parent.spec, candidate)
-        top1 = prepared.evaluate(path, parent.spec)
-        drop = (parent.top1 - top1) * 100
-        results.append((candidate, Stage("int8", path, top1, parent.spec), drop, float_nodes))
-        log(f"int8 [{i + 1}/{len(tried)}] {candidate.describe()}: held-out top-1 {top1:.4f} ({-drop:+.2f} points)")
+        stage = prepared.stage("int8", path, parent.spec)
+        drop = (parent.score - stage.score) * 100
+        results.append((candidate, stage, drop, float_nodes))
+        log(
+            f"int8 [{i + 1}/{len(tried)}] {candidate.describe()}: held-out {metric_title(prepared.metric)} "
+            f"{stage.score:.4f} "
+            f"({-drop:+.2f} points)"
+        )
 
     if settings.mode == "int8":
         candidate, stage, _, float_nodes = results[0]
-        drop = check_accuracy_drop(parent.top1, stage.top1, config.max_accuracy_drop, parent.name.upper())
-        log(f"gate: INT8 top-1 drop {drop:+.2f} points <= {config.max_accuracy_drop:.2f}: pass")
+        drop = check_accuracy_drop(
+            parent.score, stage.score, config.max_accuracy_drop, parent.name.upper(), metric_title(prepared.metric)
+        )
+        title = metric_title(prepared.metric)
+        log(f"gate: INT8 {title} drop {drop:+.2f} points <= {config.max_accuracy_drop:.2f}: pass")
         record = _record(settings, candidate, float_nodes, len(calibration), [])
         return Quantized(stage, settings, record, drop)
 
     feed = {parent.spec.name: model_input(prepared.dataset.test.pixels[:1], prepared.prep, parent.spec)}
     timings = latencies_ms([r[1].path for r in results], [feed] * len(results), budget_s=2.0)
     table = [
-        {"settings": c.describe(), "top1": round(s.top1, 6), "drop_points": round(d, 4), "latency_ms": round(t, 4)}
+        {
+            "settings": c.describe(),
+            prepared.metric: round(s.score, 6),
+            "drop_points": round(d, 4),
+            "latency_ms": round(t, 4),
+        }
         for (c, s, d, _), t in zip(results, timings, strict=True)
     ]
     passing = [
-        (t, -r[1].top1, i)
+        (t, -r[1].score, i)
         for i, (r, t) in enumerate(zip(results, timings, strict=True))
         if r[2] <= config.max_accuracy_drop + 1e-9
     ]

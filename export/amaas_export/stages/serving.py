@@ -3,6 +3,7 @@ for), and ONNX Runtime's portable graph rewrites baked in, checked to change not
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,17 @@ FOLD_MIN_GAIN = 0.03
 class ServingFile:
     """Attributes:
     path, spec: The file that ships and its input (uint8 NHWC when normalisation was folded in).
-    top1: Its held-out top-1, within 0.2 points of the stage it was made from.
+    score, metrics: Its held-out scores; the gated one within 0.2 points of the stage it was made from.
     folded: Whether normalisation was folded into the graph.
     optimization: What the manifest records under ``optimization``.
     """
 
     path: Path
     spec: TensorSpec
-    top1: float
+    score: float
     folded: bool
     optimization: dict[str, Any]
+    metrics: Mapping[str, float]
 
 
 def finalize(config: ExportConfig, prepared: Prepared, served: Stage, work: Path, log: Log) -> ServingFile:
@@ -66,10 +68,10 @@ def finalize(config: ExportConfig, prepared: Prepared, served: Stage, work: Path
         optimization["session_create_ms"] = {"as_exported": round(before, 2), "optimized": round(after, 2)}
         log(f"optimize: ORT {config.optimize} rewrites baked in; session create {before:.1f} → {after:.1f} ms")
         path = optimized
-    top1 = prepared.evaluate(path, spec)
-    if abs(top1 - served.top1) > 0.002:
+    final = prepared.stage("served", path, spec)
+    if abs(final.score - served.score) > 0.002:
         raise GateError(
-            f"the optimized file scores {top1:.2%} but its {served.name} stage scored {served.top1:.2%}; "
+            f"the optimized file scores {final.score:.2%} but its {served.name} stage scored {served.score:.2%}; "
             "a graph rewrite changed the model. Export with --optimize none --fold-normalization off."
         )
-    return ServingFile(path, spec, top1, bool(fold["applied"]), optimization)
+    return ServingFile(path, spec, final.score, bool(fold["applied"]), optimization, final.metrics)

@@ -3,10 +3,12 @@ checked against torch (parity), with its held-out accuracy."""
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from amaas.artifact.manifest import PIXEL_SCALE, Preprocessing, TensorSpec
 from amaas.artifact.preprocessing import model_input
@@ -14,6 +16,7 @@ from amaas_export.config import ExportConfig
 from amaas_export.errors import ConfigError, first_line
 from amaas_export.sources import SourcePlan
 from amaas_export.stages.common import Log, Prepared, Stage
+from amaas_export.tasks import metric_title
 
 if TYPE_CHECKING:
     from torch import nn
@@ -25,30 +28,61 @@ PARITY_IMAGES = 64
 class FloatModel:
     """Attributes:
     stage: The FP32 ONNX file (``fp32``).
-    parity: Largest |logit difference| between torch (or TensorFlow, for a converted model) and ONNX Runtime;
-        ``None`` for an imported ONNX file.
+    parity: The task's torch (or TensorFlow, for a converted model) vs ONNX Runtime figure (classification:
+        largest |logit difference|; ``None`` for an imported ONNX file).
     train_seconds: Time spent training (0 when nothing was trained).
+    prepared: The prepared data with the graph's output names and the task's manifest section, for every
+        later stage.
     """
 
     stage: Stage
     parity: float | None
     train_seconds: float
+    prepared: Prepared
 
 
 def float_model(config: ExportConfig, plan: SourcePlan, prepared: Prepared, work: Path, log: Log) -> FloatModel:
+    declared = _declared_task_config(config)
     if plan.onnx is not None:
         assert config.imported is not None
         flag, path = config.imported
         for note in plan.onnx.notes:
             log(f"{flag}: {note}")
         log(f"{flag}: fed {_describe_feed(prepared.prep, plan.onnx.input)}")
-        top1 = prepared.evaluate(plan.onnx.path, plan.onnx.input)
-        log(f"fp32: {path.name} from {flag}, held-out top-1 {top1:.4f}")
-        stage = Stage("fp32", plan.onnx.path, top1, plan.onnx.input)
-        return FloatModel(stage, parity=plan.onnx.parity, train_seconds=0.0)
+        prepared = replace(
+            prepared,
+            output_names=plan.onnx.outputs,
+            task_config=prepared.task.task_config(None, prepared.prep.crop, declared),
+        )
+        stage = prepared.stage("fp32", plan.onnx.path, plan.onnx.input)
+        log(f"fp32: {path.name} from {flag}, held-out {_scores(stage)}")
+        return FloatModel(stage, parity=plan.onnx.parity, train_seconds=0.0, prepared=prepared)
     model, seconds = _trained(config, plan, prepared, log)
+    prepared = replace(
+        prepared,
+        # a task whose architectures end in different outputs (detection: SSD heads, or a whole detector's
+        # boxes) names them on the built model
+        output_names=getattr(model, "output_names", prepared.task.output_names),
+        task_config=prepared.task.task_config(model, prepared.prep.crop, declared),
+    )
     stage, parity = export_stage(config, prepared, "fp32", model, work, log)
-    return FloatModel(stage, parity, seconds)
+    return FloatModel(stage, parity, seconds, prepared)
+
+
+def _declared_task_config(config: ExportConfig) -> Mapping[str, Any]:
+    if config.task_config is None:
+        return {}
+    try:
+        declared = json.loads(config.task_config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--task-config {config.task_config} is not a readable JSON file: {exc}") from exc
+    if not isinstance(declared, dict):
+        raise ConfigError(f"--task-config {config.task_config} must hold a JSON object")
+    return declared
+
+
+def _scores(stage: Stage) -> str:
+    return "  ".join(f"{metric_title(name)} {value:.4f}" for name, value in stage.metrics.items())
 
 
 def _describe_feed(prep: Preprocessing, spec: TensorSpec) -> str:
@@ -70,13 +104,12 @@ def _trained(config: ExportConfig, plan: SourcePlan, prepared: Prepared, log: Lo
     import torch
 
     from amaas_export import models
-    from amaas_export.train import train
 
     dataset = prepared.dataset
     torch.manual_seed(config.seed)
     labels = dataset.labels
     pretrained = plan.pretrained if isinstance(plan.pretrained, models.Pretrained) else None
-    model = models.build_model(config.arch, len(labels), pretrained=pretrained)
+    model = prepared.task.build_model(config.arch, len(labels), pretrained)
     new_head = pretrained is not None and labels != pretrained.categories
     if pretrained is not None:
         log(f"weights: {pretrained.name}" + (f", new {len(labels)}-class head" if new_head else ""))
@@ -93,16 +126,15 @@ def _trained(config: ExportConfig, plan: SourcePlan, prepared: Prepared, log: Lo
     started = time.perf_counter()
     if config.train_epochs:
         log(f"train: {config.arch}, {config.train_epochs} epochs, batch {config.batch_size}")
-        train(
+        prepared.task.train(
             model,
-            dataset.train,
-            dataset.test,
+            dataset,
             prepared.prep,
             epochs=config.train_epochs,
             batch_size=config.batch_size,
             learning_rate=config.learning_rate,
             seed=config.seed,
-            report=lambda epoch: log(f"  {epoch}"),
+            report=log,
         )
     return model, time.perf_counter() - started
 
@@ -122,26 +154,32 @@ def _check_outputs(config: ExportConfig, model: nn.Module, prepared: Prepared) -
             f"{first_line(exc)}); "
             "is it built for another input size? Set --image-size to the size it expects."
         ) from exc
-    labels = prepared.dataset.labels
-    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-    if shape != (2, len(labels)):
-        raise ConfigError(f"the model returns {shape} for 2 images; expected (2, {len(labels)}) logits")
+    if not isinstance(output, torch.Tensor | tuple) or not all(isinstance(o, torch.Tensor) for o in _tuple(output)):
+        raise ConfigError(f"the model returns a {type(output).__name__}; export needs a tensor or a tuple of tensors")
+    prepared.task.check_outputs([o.numpy() for o in _tuple(output)], 2, prepared.dataset.labels)
+
+
+def _tuple(output: Any) -> tuple[Any, ...]:
+    return output if isinstance(output, tuple) else (output,)
 
 
 def export_stage(
     config: ExportConfig, prepared: Prepared, name: str, model: nn.Module, work: Path, log: Log
 ) -> tuple[Stage, float]:
-    """``model`` as one ONNX file with a dynamic batch axis, its parity with torch, and its held-out accuracy."""
+    """``model`` as one ONNX file with a dynamic batch axis, its parity with torch (on the task's outputs),
+    and its held-out scores."""
     import torch
-
-    from amaas_export.onnx_export import check_parity, export_fp32
 
     spec = float_spec(prepared)
     path = work / f"{name}.onnx"
     pixels = prepared.dataset.test.pixels
-    export_fp32(model, torch.from_numpy(model_input(pixels[:2], prepared.prep, spec)), path)
+    example = torch.from_numpy(model_input(pixels[:2], prepared.prep, spec))
+    batch = prepared.task.export_graph(model, example, path, prepared.output_names)
+    if batch != -1:
+        spec = replace(spec, shape=(batch, *spec.shape[1:]))
+        log(f"{name}: the graph takes a batch of exactly {batch}; a larger batch is run {batch} image(s) at a time")
     probe = model_input(pixels[:PARITY_IMAGES], prepared.prep, spec)
-    parity = check_parity(path, model, probe, config.parity_tolerance)
-    top1 = prepared.evaluate(path, spec)
-    log(f"{name}: held-out top-1 {top1:.4f}, {path.stat().st_size} bytes, parity max|diff| {parity:.1e}")
-    return Stage(name, path, top1, spec, model), parity
+    parity = prepared.task.parity(path, model, probe, config.parity_tolerance)
+    stage = prepared.stage(name, path, spec, model)
+    log(f"{name}: held-out {_scores(stage)}, {path.stat().st_size} bytes, parity {parity:.1e}")
+    return stage, parity

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from amaas.artifact.manifest import Manifest
 from amaas.artifact.model import Model
-from amaas.errors import InvalidParameterError
+from amaas.errors import InvalidParameterError, TaskNotServedError
 from amaas.settings import Settings
 
 T = TypeVar("T")
@@ -43,6 +43,21 @@ async def loaded(request: Request, model: Model) -> Manifest:
     """
     await run_blocking(request, model.load)
     return model.manifest
+
+
+async def loaded_for(request: Request, model: Model, task: str) -> Manifest:
+    """As ``loaded``, for a route of one task.
+
+    Raises:
+        ModelUnavailableError: The model cannot be loaded (503).
+        TaskNotServedError: The served model does another task (404), named with the route that serves it.
+    """
+    manifest = await loaded(request, model)
+    if manifest.task != task:
+        raise TaskNotServedError(
+            f"this route is for {task} models; the served model does {manifest.task} (see GET /v1/model)"
+        )
+    return manifest
 
 
 async def run_blocking(request: Request, fn: Callable[..., T], *args: object) -> T:

@@ -26,6 +26,7 @@ from amaas.errors import (
     InvalidRequestError,
     ModelUnavailableError,
     PayloadTooLargeError,
+    TaskNotServedError,
     TooManyImagesError,
     UnsupportedMediaTypeError,
     UpstreamError,
@@ -95,6 +96,7 @@ IMAGE_ROUTE_ERRORS = documented(
     InvalidParameterError,
     UpstreamError,
     ModelUnavailableError,
+    TaskNotServedError,
 )
 
 

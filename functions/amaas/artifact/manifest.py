@@ -32,6 +32,9 @@ CHANNEL_ORDERS = ("RGB", "BGR")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 INPUT_DTYPES = ("float32", "uint8")
 PIXEL_SCALE = 1 / 255  # pixels 0..255 to 0..1, torchvision's ToTensor
+# "crop": shorter side to ``resize``, centre crop (classification); "stretch": the whole image to crop x crop,
+# aspect ratio not kept, so every pixel of the original maps to the model's input and back (dense tasks).
+RESIZE_MODES = ("crop", "stretch")
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,12 @@ class TensorSpec:
 class Preprocessing:
     """How an RGB image becomes the model's input tensor, torchvision's eval transform in data form.
 
-    Resize the shorter side to ``resize`` with ``interpolation``, centre-crop ``crop`` x ``crop``, put the
-    channels in ``channel_order``; for a float input, multiply by ``scale`` (1/255: pixels 0..1; 1 for a model
-    that scales 0..255 pixels itself, as a Keras ``Rescaling`` layer does), subtract ``mean`` and divide by
-    ``std`` per channel. A uint8 input takes the pixels as they are: its graph does the arithmetic.
+    With ``resize_mode`` ``crop``: resize the shorter side to ``resize`` with ``interpolation``, centre-crop
+    ``crop`` x ``crop``. With ``stretch``: resize the whole image to ``crop`` x ``crop`` (``resize`` equals
+    ``crop``), so answers map back to every pixel of the original. Then put the channels in ``channel_order``;
+    for a float input, multiply by ``scale`` (1/255: pixels 0..1; 1 for a model that scales 0..255 pixels
+    itself, as a Keras ``Rescaling`` layer does), subtract ``mean`` and divide by ``std`` per channel. A uint8
+    input takes the pixels as they are: its graph does the arithmetic.
     """
 
     resize: int
@@ -65,12 +70,17 @@ class Preprocessing:
     interpolation: str = "bilinear"
     channel_order: str = "RGB"
     scale: float = PIXEL_SCALE
+    resize_mode: str = "crop"
 
     def __post_init__(self) -> None:
         if not 0 < self.scale < float("inf"):
             raise ManifestError(f"preprocessing scale must be a positive number, got {self.scale}")
         if not 0 < self.crop <= self.resize:
             raise ManifestError(f"preprocessing needs 0 < crop <= resize, got crop={self.crop} resize={self.resize}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ManifestError(f"unknown resize_mode {self.resize_mode!r}; expected one of {RESIZE_MODES}")
+        if self.resize_mode == "stretch" and self.resize != self.crop:
+            raise ManifestError("preprocessing resize_mode 'stretch' needs resize == crop (the model's side)")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ManifestError("preprocessing mean and std need three values each, std > 0")
         if self.interpolation not in INTERPOLATIONS:
@@ -101,6 +111,9 @@ class Manifest:
         metrics: Measured figures such as ``metrics["int8"]["top1"]``; fractions, not percentages.
         details: Everything else the export records: provenance, settings, library versions.
         task: What the model does (``amaas.artifact.tasks``); artifacts older than the field classify.
+        task_config: The task's own contract (segmentation: logits stride, background; detection: anchors,
+            thresholds), parsed and checked by the task (``Task.check``), written under ``task_config``.
+        extra_outputs: Outputs after ``output``, in the model's output order (a detector's second head).
     """
 
     name: str
@@ -114,15 +127,21 @@ class Manifest:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
     task: str = "classification"
+    task_config: Mapping[str, Any] = field(default_factory=dict)
+    extra_outputs: tuple[TensorSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.labels:
             raise ManifestError("manifest has no labels")
         _check_image_input(self.input)
-        if self.output.shape and self.output.shape[-1] not in (-1, len(self.labels)):
-            raise ManifestError(
-                f"manifest lists {len(self.labels)} labels but the model outputs {self.output.shape[-1]} classes"
-            )
+        from amaas.artifact.tasks import task_for  # the tasks build on this module
+
+        task_for(self.task).check(self)
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        """Every output, in the model's order."""
+        return (self.output, *self.extra_outputs)
 
     @property
     def model_sha256(self) -> str:
@@ -151,11 +170,16 @@ class Manifest:
                 "mean": list(self.preprocessing.mean),
                 "std": list(self.preprocessing.std),
                 "channel_order": self.preprocessing.channel_order,
+                "resize_mode": self.preprocessing.resize_mode,
                 "scale": self.preprocessing.scale,
             },
             "metrics": dict(self.metrics),
             **dict(self.details),
         }
+        if self.task_config:
+            data["task_config"] = dict(self.task_config)
+        if self.extra_outputs:
+            data["extra_outputs"] = [_tensor_dict(spec) for spec in self.extra_outputs]
         if include_files:
             data["files"] = {name: {"sha256": e.sha256, "bytes": e.bytes} for name, e in sorted(self.files.items())}
         return data
@@ -171,6 +195,7 @@ class Manifest:
         model, prep = _section(data, "model"), _section(data, "preprocessing")
         files = _section(data, "files") if "files" in data else {}
         known = {"schema_version", "model", "task", "labels", "input", "output", "preprocessing", "files", "metrics"}
+        known |= {"task_config", "extra_outputs"}
         return cls(
             name=_field(model, "name", str, "model."),
             version=_field(model, "version", str, "model."),
@@ -186,6 +211,7 @@ class Manifest:
                 interpolation=_field(prep, "interpolation", str, "preprocessing.", "bilinear"),
                 channel_order=_field(prep, "channel_order", str, "preprocessing.", "RGB"),
                 scale=_field(prep, "scale", float, "preprocessing.", PIXEL_SCALE),
+                resize_mode=_field(prep, "resize_mode", str, "preprocessing.", "crop"),
             ),
             files={
                 str(name): FileEntry(
@@ -197,6 +223,8 @@ class Manifest:
             metrics=_section(data, "metrics") if "metrics" in data else {},
             details={k: v for k, v in data.items() if k not in known},
             task=_field(data, "task", str, "", "classification"),
+            task_config=_section(data, "task_config") if "task_config" in data else {},
+            extra_outputs=_extra_outputs(data),
         )
 
 
@@ -204,7 +232,7 @@ _T = TypeVar("_T")
 _MISSING = object()
 
 
-def _section(data: Mapping[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
+def _section(data: Mapping[Any, Any], key: Any, prefix: str = "") -> dict[str, Any]:
     """``data[key]``, which must be a JSON object."""
     value = _field(data, key, lambda v: v, prefix)
     if not isinstance(value, dict):
@@ -213,7 +241,7 @@ def _section(data: Mapping[str, Any], key: str, prefix: str = "") -> dict[str, A
 
 
 def _field(
-    data: Mapping[str, Any], key: str, convert: Callable[[Any], _T], prefix: str = "", default: Any = _MISSING
+    data: Mapping[Any, Any], key: Any, convert: Callable[[Any], _T], prefix: str = "", default: Any = _MISSING
 ) -> _T:
     """``convert(data[key])``, with errors that name the field (``model.name``), never a Python exception."""
     if key not in data:
@@ -259,6 +287,17 @@ def _tensor_spec(data: Mapping[str, Any], prefix: str) -> TensorSpec:
         dtype=_field(data, "dtype", str, prefix),
         layout=str(layout) if layout else None,
     )
+
+
+def _extra_outputs(data: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
+    extra = dict(enumerate(_field(data, "extra_outputs", _list, "", [])))
+    return tuple(_tensor_spec(_section(extra, i, "extra_outputs."), f"extra_outputs.{i}.") for i in extra)
+
+
+def _list(values: Any) -> list[Any]:
+    if not isinstance(values, list):
+        raise TypeError("expected a list")
+    return values
 
 
 def _strings(values: Any) -> tuple[str, ...]:

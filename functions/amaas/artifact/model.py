@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from amaas.artifact.imaging import Limits
+from amaas.artifact.imaging import Decoded, Limits
 from amaas.artifact.manifest import MODEL_FILE, Manifest, read_manifest, verify_files
 from amaas.artifact.preprocessing import model_input
 from amaas.artifact.session import create_session
@@ -143,6 +143,10 @@ class Model:
 
     def pixels(self, image: bytes) -> np.ndarray:
         """One encoded image to uint8 HWC RGB pixels at the model's input geometry, as its task takes them."""
+        return self.decode(image).pixels
+
+    def decode(self, image: bytes) -> Decoded:
+        """As ``pixels``, with the upright size of the original (which dense answers map back to)."""
         manifest, task = self.manifest, self.task
         with _DECODE_SLOTS:
             return task.pixels(image, manifest, self.limits)
@@ -154,17 +158,20 @@ class Model:
             InvalidRequestError: No images.
             InvalidImageError, PayloadTooLargeError: For the first image that fails, naming it in a batch.
         """
+        return self._prepared(images)[0]
+
+    def _prepared(self, images: Sequence[bytes]) -> tuple[np.ndarray, list[tuple[int, int]]]:
         _refuse_empty(len(images))
         with self._span("preprocess"):
-            pixels = []
+            decoded = []
             for i, image in enumerate(images):
                 try:
-                    pixels.append(self.pixels(image))
+                    decoded.append(self.decode(image))
                 except AmaasError as exc:
                     if len(images) > 1:
                         exc.message = f"image {i}: {exc.message}"
                     raise
-            return self.model_input(np.stack(pixels))
+            return self.model_input(np.stack([d.pixels for d in decoded])), [d.size for d in decoded]
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 NHWC pixels at the input geometry to the tensor the model takes."""
@@ -197,27 +204,38 @@ class Model:
         """
         _refuse_empty(len(batch))
         self.load()
+        name, fixed = self.manifest.input.name, self.manifest.input.shape[0]
         with self._span("inference"):
-            outputs: list[np.ndarray] = self._session.run(None, {self.manifest.input.name: batch})
-        return outputs
+            if fixed < 1 or len(batch) == fixed:
+                outputs: list[np.ndarray] = self._session.run(None, {name: batch})
+                return outputs
+            # A graph exported for a fixed batch (a whole detector with its NMS): run it that many at a time
+            parts = [self._session.run(None, {name: batch[i : i + fixed]}) for i in range(0, len(batch), fixed)]
+            return [np.concatenate([part[k] for part in parts]) for k in range(len(parts[0]))]
 
     def predict_pixels(self, pixels: np.ndarray) -> list[np.ndarray]:
         """Outputs for a uint8 NHWC batch already at the input geometry."""
         return self.predict(self.model_input(pixels))
 
-    def postprocess(self, outputs: Sequence[np.ndarray], **options: Any) -> list[Any]:
-        """The task's answer per image (classification: ``k`` most probable classes)."""
-        return self.task.decode(outputs, self.manifest, **options)
+    def postprocess(
+        self, outputs: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]] | None = None, **options: Any
+    ) -> list[Any]:
+        """The task's answer per image (classification: ``k`` most probable classes). ``sizes`` are the
+        originals' (width, height), which dense answers map back to; without them, the model's input size."""
+        if sizes is None:
+            side = self.manifest.preprocessing.crop
+            sizes = [(side, side)] * len(outputs[0])
+        return self.task.decode(outputs, self.manifest, sizes, **options)
 
     def infer(self, images: Sequence[bytes], **options: Any) -> Inference:
         """The answers for encoded images, run as one batch."""
         started = time.perf_counter()
-        batch = self.preprocess(images)
+        batch, sizes = self._prepared(images)
         decoded = time.perf_counter()
         outputs = self.predict(batch)
         inferred = time.perf_counter()
         return Inference(
-            results=self.postprocess(outputs, **options),
+            results=self.postprocess(outputs, sizes, **options),
             preprocess_ms=(decoded - started) * 1000,
             inference_ms=(inferred - decoded) * 1000,
         )
@@ -232,10 +250,18 @@ def _refuse_empty(count: int) -> None:
 
 
 def _check_signature(session: Any, manifest: Manifest) -> None:
-    """The manifest and the model file must agree on the input name and class count."""
+    """The manifest and the model file must agree on the input name and on the outputs' count and fixed
+    dimensions (the class count among them)."""
     inputs = [i.name for i in session.get_inputs()]
     if inputs != [manifest.input.name]:
         raise ModelUnavailableError(f"model inputs {inputs} do not match the manifest's {manifest.input.name!r}")
-    classes = session.get_outputs()[0].shape[-1]
-    if isinstance(classes, int) and classes != len(manifest.labels):
-        raise ModelUnavailableError(f"model outputs {classes} classes, manifest lists {len(manifest.labels)} labels")
+    outputs = session.get_outputs()
+    if len(outputs) < len(manifest.outputs):
+        raise ModelUnavailableError(f"model has {len(outputs)} outputs, the manifest lists {len(manifest.outputs)}")
+    for actual, spec in zip(outputs, manifest.outputs, strict=False):
+        fixed = zip(actual.shape, spec.shape, strict=False)
+        if len(actual.shape) != len(spec.shape) or any(isinstance(a, int) and a != s != -1 for a, s in fixed):
+            raise ModelUnavailableError(
+                f"model output {actual.name} has shape {list(actual.shape)}; the manifest lists {list(spec.shape)} "
+                f"for {len(manifest.labels)} labels"
+            )

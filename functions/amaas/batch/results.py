@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from amaas.artifact.imaging import Decoded
 from amaas.artifact.model import Model
 from amaas.errors import AmaasError, PayloadTooLargeError
 from amaas.observability import logger
@@ -50,19 +51,20 @@ class Item:
 
 
 def classify(model: Model, items: Sequence[Item], top_k: int) -> list[dict[str, Any]]:
-    """A result per item, in order: predictions, or the error that made the image unclassifiable.
+    """A result per item, in order: the task's answer (``Task.to_json``: classification ``predictions``,
+    segmentation ``size`` and ``classes``), or the error that made the image unusable.
 
     Each image is decoded on its own and any failure, MemoryError included, costs only its own result;
     decodable images run through the model in batches, and a batch that fails is retried image by image.
     """
     manifest = model.manifest
     results: list[dict[str, Any] | None] = [None] * len(items)
-    pending: list[tuple[int, np.ndarray]] = []
+    pending: list[tuple[int, Decoded]] = []
     for i, item in enumerate(items):
         try:
             if item.error is not None:
                 raise item.error
-            pending.append((i, model.pixels(item.data or b"")))
+            pending.append((i, model.decode(item.data or b"")))
         except Exception as exc:  # noqa: BLE001 - one image's failure must not take its neighbours' results
             results[i] = _result(item, manifest.name, manifest.version, error=_as_error(exc, item))
     for start in range(0, len(pending), BATCH):
@@ -71,19 +73,20 @@ def classify(model: Model, items: Sequence[Item], top_k: int) -> list[dict[str, 
             if isinstance(outcome, AmaasError):
                 results[i] = _result(items[i], manifest.name, manifest.version, error=outcome)
             else:
-                results[i] = _result(items[i], manifest.name, manifest.version, predictions=outcome)
+                results[i] = _result(items[i], manifest.name, manifest.version, answer=outcome)
     assert all(r is not None for r in results), "every item has a result"
     return [r for r in results if r is not None]
 
 
-def _predict(model: Model, pixels: list[np.ndarray], top_k: int) -> list[list[dict[str, Any]] | AmaasError]:
+def _predict(model: Model, images: list[Decoded], top_k: int) -> list[dict[str, Any] | AmaasError]:
     try:
-        outputs = model.predict_pixels(np.stack(pixels))
+        outputs = model.predict_pixels(np.stack([image.pixels for image in images]))
     except Exception:  # noqa: BLE001 - find the one image to blame rather than fail them all
-        if len(pixels) == 1:
+        if len(images) == 1:
             return [AmaasError("the model failed on this image")]
-        return [outcome for one in pixels for outcome in _predict(model, [one], top_k)]
-    return [[p.to_json() for p in ranked] for ranked in model.postprocess(outputs, k=top_k)]
+        return [outcome for one in images for outcome in _predict(model, [one], top_k)]
+    answers = model.postprocess(outputs, [image.size for image in images], k=top_k)
+    return [model.task.to_json(answer, model.manifest) for answer in answers]
 
 
 def _as_error(exc: Exception, item: Item) -> AmaasError:
@@ -100,7 +103,7 @@ def _result(
     model: str,
     version: str,
     *,
-    predictions: list[dict[str, Any]] | None = None,
+    answer: dict[str, Any] | None = None,
     error: AmaasError | None = None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"key": item.key, "etag": item.etag, "version_id": item.version}
@@ -110,7 +113,7 @@ def _result(
     if error is not None:
         result.update(status="error", error=error.code, message=error.message)
     else:
-        result.update(status="ok", predictions=predictions)
+        result.update(status="ok", **(answer or {}))
     return result
 
 

@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from amaas import explain
-from amaas.api.deps import AppSettings, ServedModel, loaded, run_blocking
+from amaas.api.accept import PNG, prefers_png
+from amaas.api.deps import AppSettings, ServedModel, loaded_for, run_blocking
 from amaas.api.inputs import IMAGE_ROUTE_ERRORS, ImageRequest, image_request_body, load_images, read_images
 from amaas.api.schemas import ModelRef
 from amaas.api.untrusted import index_param
@@ -20,8 +21,6 @@ from amaas.errors import InvalidParameterError
 from amaas.settings import MAX_EXPLAIN_GRID, Settings
 
 router = APIRouter(tags=["explain"])
-
-PNG = "image/png"
 
 
 class ExplainResponse(BaseModel):
@@ -62,7 +61,7 @@ async def explain_image(
     parsed = await read_images(request, settings)
     if parsed.batch or len(parsed.inputs) != 1:
         raise InvalidParameterError("explanations take exactly one image")
-    manifest = await loaded(request, model)
+    manifest = await loaded_for(request, model, "classification")
     index = _target_index(manifest, target)
     result = await run_blocking(request, _explain, model, settings, parsed, grid or settings.explain_grid, index)
     if prefers_png(request.headers.get("accept", "")):
@@ -81,43 +80,6 @@ async def explain_image(
             "explain_ms": round(result.explain_ms, 3),
         }
     )
-
-
-def prefers_png(accept: str) -> bool:
-    """Whether an Accept header ranks ``image/png`` above JSON, the default (RFC 9110 section 12.5.1).
-
-    Each type takes the q of its most specific matching range; PNG wins on a higher q, or on an equal one when
-    it is named more specifically (``image/png`` over ``*/*``). ``image/png;q=0`` refuses PNG.
-    """
-    png, json = _quality(accept, "image", "png"), _quality(accept, "application", "json")
-    return png[0] > 0 and png > json
-
-
-def _quality(accept: str, kind: str, subtype: str) -> tuple[float, int]:
-    """(q, specificity) of the most specific range in ``accept`` that matches ``kind/subtype``; (0, 0) if none."""
-    best = (0.0, 0)
-    for media_range in accept.lower().split(","):
-        media, *params = (part.strip() for part in media_range.split(";"))
-        main, _, sub = media.partition("/")
-        if (main, sub) == (kind, subtype):
-            specificity = 3
-        elif (main, sub) == (kind, "*"):
-            specificity = 2
-        elif (main, sub) == ("*", "*"):
-            specificity = 1
-        else:
-            continue
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    q = min(max(float(value), 0.0), 1.0)
-                except ValueError:
-                    q = 0.0
-        if specificity > best[1]:
-            best = (q, specificity)
-    return best
 
 
 def _target_index(manifest: Manifest, target: str | None) -> int | None:

@@ -9,10 +9,14 @@ import numpy as np
 from fastapi import APIRouter
 
 from amaas.api.oip import InferRequest, Tensor
-from amaas.api.tasks import classification
+from amaas.api.tasks import classification, detection, segmentation
 from amaas.artifact.manifest import Manifest
 
 OipOutputs = Callable[[Manifest, InferRequest, Sequence[np.ndarray]], list[tuple[Tensor, bool]]]
 
-ROUTERS: list[APIRouter] = [classification.router]
-OIP_OUTPUTS: dict[str, OipOutputs] = {"classification": classification.oip_outputs}
+ROUTERS: list[APIRouter] = [classification.router, segmentation.router, detection.router]
+OIP_OUTPUTS: dict[str, OipOutputs] = {
+    "classification": classification.oip_outputs,
+    "segmentation": segmentation.oip_outputs,
+    "detection": detection.oip_outputs,
+}

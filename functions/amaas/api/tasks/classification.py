@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from amaas.api.deps import AppSettings, ServedModel, loaded, run_blocking
+from amaas.api.deps import AppSettings, ServedModel, loaded_for, run_blocking
 from amaas.api.inputs import IMAGE_ROUTE_ERRORS, ImageRequest, image_request_body, load_images, read_images
 from amaas.api.oip import InferRequest, Tensor
 from amaas.api.schemas import ModelRef
@@ -82,7 +82,7 @@ async def classify(
     """Classify one image (raw body, JSON `image`, JSON `s3`, multipart `image`) or several in one batch
     (JSON `images`, multipart `images`), answered as `results` in request order."""
     parsed = await read_images(request, settings)
-    manifest = await loaded(request, model)
+    manifest = await loaded_for(request, model, "classification")
     result = await run_blocking(request, _infer, model, settings, parsed, top_k or settings.default_top_k)
     record_predictions(result.results)
     return JSONResponse(answer(manifest, result, batch=parsed.batch))

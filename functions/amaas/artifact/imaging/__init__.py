@@ -27,16 +27,18 @@ import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
 
 from amaas.artifact.imaging import containers
-from amaas.artifact.imaging.resample import crop_geometry, to_model, upright_rgb
+from amaas.artifact.imaging.resample import SWAPS, crop_geometry, to_model, upright_rgb
 from amaas.artifact.manifest import Preprocessing
 from amaas.errors import InvalidImageError, PayloadTooLargeError
 
 __all__ = [
     "FORMATS",
+    "Decoded",
     "Limits",
     "crop_geometry",
     "decode",
     "decode_pixels",
+    "decode_sized",
     "draft",
     "orientation",
     "to_model",
@@ -74,6 +76,20 @@ class Limits:
     max_aspect_ratio: float = 32.0
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """An image at the model's input geometry, and the size of the original it came from.
+
+    Attributes:
+        pixels: uint8 (crop, crop, 3) RGB.
+        size: (width, height) of the original, upright (EXIF orientation applied): the frame dense answers
+            (masks, boxes) are mapped back to.
+    """
+
+    pixels: np.ndarray
+    size: tuple[int, int]
+
+
 def decode_pixels(data: bytes, prep: Preprocessing, limits: Limits) -> np.ndarray:
     """One encoded image to uint8 (crop, crop, 3) RGB pixels at the model's input geometry.
 
@@ -81,13 +97,21 @@ def decode_pixels(data: bytes, prep: Preprocessing, limits: Limits) -> np.ndarra
         InvalidImageError: Not a supported, well-formed image, or an impossible shape.
         PayloadTooLargeError: Over a limit in ``limits``.
     """
+    return decode_sized(data, prep, limits).pixels
+
+
+def decode_sized(data: bytes, prep: Preprocessing, limits: Limits) -> Decoded:
+    """As ``decode_pixels``, with the upright size of the original."""
     container = _check(data, limits)
     with _opened(data, container) as image:
+        turn = orientation(image)
+        width, height = container.width, container.height
+        size = (height, width) if turn in SWAPS else (width, height)
         if container.format == "JPEG":
             draft(image, prep.resize)
         _check_memory(image, container, limits)
         _load(image)
-        return _converted(lambda: to_model(image, prep, orientation(image)))
+        return Decoded(_converted(lambda: to_model(image, prep, turn)), size)
 
 
 def decode(data: bytes, limits: Limits) -> Image.Image:

@@ -47,7 +47,7 @@ TRANSPOSES = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_SWAPS = {5, 6, 7, 8}
+SWAPS = {5, 6, 7, 8}
 Box = tuple[float, float, float, float]
 
 
@@ -67,7 +67,9 @@ class CropGeometry:
 
 
 def crop_geometry(width: int, height: int, prep: Preprocessing) -> CropGeometry:
-    """The centre crop of the resized image, as a box in the source."""
+    """The centre crop of the resized image, as a box in the source; for ``stretch``, the whole image."""
+    if prep.resize_mode == "stretch":
+        return CropGeometry((0.0, 0.0, float(width), float(height)), (prep.crop, prep.crop), (0, 0))
     short, long = min(width, height), max(width, height)
     if short == prep.resize:
         resized = (width, height)
@@ -91,7 +93,7 @@ def to_model(image: Image.Image, prep: Preprocessing, orientation: int = 1) -> n
         orientation: The EXIF orientation (1-8); the crop is taken from the upright image.
     """
     raw_w, raw_h = image.size
-    swap = orientation in _SWAPS
+    swap = orientation in SWAPS
     upright = (raw_h, raw_w) if swap else (raw_w, raw_h)
     geometry = crop_geometry(*upright, prep)
     if prep.interpolation == "nearest":
@@ -245,12 +247,12 @@ def _nearest(
     image: Image.Image, geometry: CropGeometry, orientation: int, upright: tuple[int, int], crop: int
 ) -> np.ndarray:
     """Nearest-neighbour crop: the source pixel Pillow's resize would pick for each output pixel
-    (see ``_nearest_indices``), gathered one source row at a time."""
+    (see ``nearest_indices``), gathered one source row at a time."""
     (left, top), (rw, rh) = geometry.offset, geometry.resized
-    xs = _nearest_indices(upright[0], rw, left, crop)
-    ys = _nearest_indices(upright[1], rh, top, crop)
+    xs = nearest_indices(upright[0], rw, left, crop)
+    ys = nearest_indices(upright[1], rh, top, crop)
     raw_w, raw_h = image.size
-    swap = orientation in _SWAPS
+    swap = orientation in SWAPS
     # upright pixel (x, y) -> stored pixel; flips map index i to size - 1 - i
     flip_x = orientation in (2, 3, 7, 8)
     flip_y = orientation in (3, 4, 6, 7)
@@ -268,7 +270,7 @@ def _nearest(
     return np.ascontiguousarray(grid.transpose(1, 0, 2) if swap else grid)
 
 
-def _nearest_indices(source: int, resized: int, start: int, count: int) -> np.ndarray:
+def nearest_indices(source: int, resized: int, start: int, count: int) -> np.ndarray:
     """The source pixels Pillow's nearest-neighbour resize picks for output pixels ``start .. start+count-1``.
 
     Pillow walks the output adding the scale to a double at each step, so position i is that running sum, not

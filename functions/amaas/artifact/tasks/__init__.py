@@ -9,26 +9,50 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from amaas.artifact.imaging import Limits
+from amaas.artifact.imaging import Decoded, Limits
 from amaas.artifact.manifest import Manifest
 from amaas.artifact.tasks.classification import CLASSIFICATION
+from amaas.artifact.tasks.detection import DETECTION
+from amaas.artifact.tasks.segmentation import SEGMENTATION
 from amaas.errors import ManifestError
+
+Size = tuple[int, int]
 
 
 class Task(Protocol):
-    """One task: what ``Model`` asks of it. ``decode`` takes the options its API offers (classification:
-    ``k``) as keywords."""
+    """One task: what ``Model`` asks of it.
+
+    ``check`` validates the manifest's outputs and ``task_config`` (raising ``ManifestError``) whenever a
+    manifest is built. ``pixels`` decodes one image at the model's geometry and keeps its upright original
+    size. ``decode`` gets each image's original (width, height) in ``sizes`` (dense answers are mapped back
+    to it) and the options its API offers (classification: ``k``) as keywords; ``to_json`` is one image's
+    answer as the JSON object /v1 and batch results carry (classification ``{"predictions": [...]}``).
+    ``score`` gives the held-out
+    metrics (fractions) that the export records under ``metrics.<stage>``; ``metric`` names the one its gates
+    compare.
+    """
 
     name: str
+    metric: str
 
-    def pixels(self, data: bytes, manifest: Manifest, limits: Limits) -> np.ndarray: ...
+    def check(self, manifest: Manifest) -> None: ...
 
-    def decode(self, outputs: Sequence[np.ndarray], manifest: Manifest, **options: Any) -> list[Any]: ...
+    def pixels(self, data: bytes, manifest: Manifest, limits: Limits) -> Decoded: ...
 
-    def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray) -> dict[str, float]: ...
+    def decode(
+        self, outputs: Sequence[np.ndarray], manifest: Manifest, sizes: Sequence[Size], **options: Any
+    ) -> list[Any]: ...
+
+    def to_json(self, answer: Any, manifest: Manifest) -> dict[str, Any]: ...
+
+    def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray, manifest: Manifest) -> dict[str, float]: ...
 
 
-TASKS: dict[str, Task] = {CLASSIFICATION.name: CLASSIFICATION}
+TASKS: dict[str, Task] = {
+    CLASSIFICATION.name: CLASSIFICATION,
+    SEGMENTATION.name: SEGMENTATION,
+    DETECTION.name: DETECTION,
+}
 
 
 def task_for(name: str) -> Task:

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from amaas.artifact.imaging import Limits, decode_pixels
+from amaas.artifact.imaging import Decoded, Limits, decode_sized
 from amaas.artifact.manifest import Manifest
+from amaas.errors import ManifestError
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,29 @@ class Classification:
     becomes answers, and how answers are scored."""
 
     name: str = "classification"
+    metric: str = "top1"
 
-    def pixels(self, data: bytes, manifest: Manifest, limits: Limits) -> np.ndarray:
+    def check(self, manifest: Manifest) -> None:
+        """The logits output must have one column per label."""
+        classes = manifest.output.shape[-1] if manifest.output.shape else -1
+        if classes not in (-1, len(manifest.labels)):
+            raise ManifestError(f"manifest lists {len(manifest.labels)} labels but the model outputs {classes} classes")
+
+    def pixels(self, data: bytes, manifest: Manifest, limits: Limits) -> Decoded:
         """The centre crop the model takes, as uint8 (crop, crop, 3) RGB."""
-        return decode_pixels(data, manifest.preprocessing, limits)
+        return decode_sized(data, manifest.preprocessing, limits)
 
-    def decode(self, outputs: Sequence[np.ndarray], manifest: Manifest, **options: Any) -> list[Any]:
+    def decode(
+        self, outputs: Sequence[np.ndarray], manifest: Manifest, sizes: Sequence[tuple[int, int]], **options: Any
+    ) -> list[Any]:
         """Each image's ``k`` most probable classes (``k=``, required), from the model's logits (its first
         output), as ``list[list[Prediction]]``."""
         return top_k(outputs[0], manifest.labels, int(options["k"]))
 
-    def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray) -> dict[str, float]:
+    def to_json(self, answer: Any, manifest: Manifest) -> dict[str, Any]:
+        return {"predictions": [p.to_json() for p in answer]}
+
+    def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray, manifest: Manifest) -> dict[str, float]:
         """The held-out metrics the export records and gates on."""
         return {"top1": top1(outputs[0], truth)}
 
