@@ -2,7 +2,7 @@
 FastAPI + Mangum handler, on one artifact, in one run.
 
     python tests/bench/bench_handlers.py --model-dir /path/to/resnet18-224 [--build-dir DIR] [--cold 5]
-        [--warm 40] [--write-readme]
+        [--warm 40] [--before-build DIR] [--write-readme]
 
 Every handler runs in the local Lambda runtime (``amaas_cli.lambda_local``: awslambdaric, a fresh sandbox
 process, read-only code, the same API Gateway events), and every figure is Lambda's own REPORT:
@@ -13,6 +13,7 @@ process, read-only code, the same API Gateway events), and every figure is Lambd
   python3.13;
 * ``torch``: ``baselines/torch_eager.py``, torchvision resnet18 with the manifest's class count and random
   weights (nothing can be downloaded), under the development venv's Python, as torch is not in the layers;
+* ``before`` (with ``--before-build``): the ApiFunction of another build, to measure a change in the same run;
 * the ORT floor: ``session.run`` on a ready tensor, timed inside a python3.13 sandbox with the runtime layer.
 
 All use one ORT (or torch) intra-op thread and batch 1. Cold start is process spawn to the first response,
@@ -45,9 +46,10 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(REPO / "cli"), str(REPO / "functions"), str(REPO / "tests" / "events")]
 
+from generate import event  # noqa: E402 - tests/events/generate.py
+
 from amaas_cli.lambda_local import LocalLambda  # noqa: E402 - after the path set-up above
 from amaas_cli.lambda_local.runtime_dir import ensure_runtime  # noqa: E402
-from generate import event  # noqa: E402 - tests/events/generate.py
 
 HANDLERS = ("amaas", "minimal", "torch")
 INPUTS = ("224 JPEG", "640x480 JPEG", "2048x1536 JPEG", "512 PNG")
@@ -124,7 +126,7 @@ def baseline_template(build_dir: Path, folder: Path, torch_python: str) -> Path:
 class Handlers:
     """How to start each handler's sandbox."""
 
-    def __init__(self, build_dir: Path, baselines: Path) -> None:
+    def __init__(self, build_dir: Path, baselines: Path, before: Path | None) -> None:
         torch_python = Path(sys.executable)
         runtime = ensure_runtime(torch_python)
         site = next(Path(sys.prefix).glob("lib/python3.*/site-packages"))
@@ -133,16 +135,22 @@ class Handlers:
         self.makers: dict[str, Callable[[], LocalLambda]] = {
             "amaas": lambda: LocalLambda(build_dir, "ApiFunction"),
             "minimal": lambda: LocalLambda(baselines, "MinimalFunction"),
-            "torch": lambda: LocalLambda(baselines, "TorchFunction", python=torch_python,
-                                         env={"PYTHONPATH": torch_path}),  # fmt: skip
+            "torch": lambda: LocalLambda(
+                baselines, "TorchFunction", python=torch_python, env={"PYTHONPATH": torch_path}
+            ),
             "floor": lambda: LocalLambda(baselines, "FloorFunction"),
         }
+        if before is not None:
+            self.makers["before"] = lambda: LocalLambda(before, "ApiFunction")
+        self.names = [name for name in ("amaas", "before", *HANDLERS[1:]) if name in self.makers]
 
 
 def cold_starts(handlers: Handlers, first: dict[str, Any], rounds: int) -> dict[str, list[float]]:
-    colds: dict[str, list[float]] = {name: [] for name in HANDLERS}
+    names = handlers.names
+    colds: dict[str, list[float]] = {name: [] for name in names}
     for turn in range(rounds):
-        for name in HANDLERS[turn % 3 :] + HANDLERS[: turn % 3]:
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
             function = handlers.makers[name]()
             try:
                 process = function.start()
@@ -164,16 +172,16 @@ def check(name: str, result: Any) -> dict[str, Any]:
 
 def warm(handlers: Handlers, events: dict[str, dict[str, Any]], rounds: int) -> dict[str, Any]:
     functions = {name: make() for name, make in handlers.makers.items()}
-    durations: dict[tuple[str, str], list[float]] = {(h, i): [] for h in HANDLERS for i in INPUTS}
+    durations: dict[tuple[str, str], list[float]] = {(h, i): [] for h in handlers.names for i in INPUTS}
     floor: list[float] = []
     top1: dict[tuple[str, str], str] = {}
     try:
-        for name, function in functions.items():  # the first (cold) invocation and a warm-up of every input
+        for function in functions.values():  # the first (cold) invocation and a warm-up of every input
             for payload in events.values():
                 function.invoke(payload).check()
         for turn in range(rounds):
             for i, (label, payload) in enumerate(events.items()):
-                order = ["floor", *HANDLERS]
+                order = ["floor", *handlers.names]
                 shift = (turn + i) % len(order)
                 for name in order[shift:] + order[:shift]:
                     result = functions[name].invoke(payload)
@@ -182,7 +190,7 @@ def warm(handlers: Handlers, events: dict[str, dict[str, Any]], rounds: int) -> 
                         continue
                     durations[name, label].append(result.report.duration_ms)
                     top1[name, label] = check(name, result)["predictions"][0]["label"]
-        memory = {name: functions[name].invoke(events[INPUTS[0]]).report.max_memory_mb for name in HANDLERS}
+        memory = {name: functions[name].invoke(events[INPUTS[0]]).report.max_memory_mb for name in handlers.names}
     finally:
         for function in functions.values():
             function.close()
@@ -207,7 +215,7 @@ def report(colds: dict[str, list[float]], measured: dict[str, Any], args: argpar
         "| handler | cold start | Max Memory Used | " + " | ".join(INPUTS) + " |",
         "| --- | ---: | ---: | " + " | ".join("---:" for _ in INPUTS) + " |",
     ]
-    for name in HANDLERS:
+    for name in colds:
         cells = [
             f"{p50[name, i]:.1f} ms ({ratio(p50[name, i], floor)} floor, {ratio(p50[name, i], p50['minimal', i])} min)"
             for i in INPUTS
@@ -247,7 +255,8 @@ def write_readme(table: str, command: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True, help="the artifact (model.onnx + manifest.json)")
-    parser.add_argument("--build-dir", type=Path, help="a `sam build` of this repo with that artifact (default: build one)")
+    parser.add_argument("--build-dir", type=Path, help="a `sam build` with that artifact (default: build one)")
+    parser.add_argument("--before-build", type=Path, help="another build whose ApiFunction joins the run as `before`")
     parser.add_argument("--cold", type=int, default=5, help="fresh sandboxes per handler")
     parser.add_argument("--warm", type=int, default=40, help="interleaved rounds of warm invocations")
     parser.add_argument("--write-readme", action="store_true", help="write the table into README.md")
@@ -264,7 +273,7 @@ def main() -> None:
             raise SystemExit(f"{build_dir} serves {built['model']}, not the --model-dir's {wanted['model']}")
         python = f"{sys.version_info[0]}.{sys.version_info[1]}"
         baselines = baseline_template(build_dir.resolve(), Path(tmp), python)
-        handlers = Handlers(build_dir, baselines)
+        handlers = Handlers(build_dir, baselines, args.before_build)
         colds = cold_starts(handlers, events[INPUTS[0]], args.cold)
         measured = warm(handlers, events, args.warm)
     table = report(colds, measured, args)

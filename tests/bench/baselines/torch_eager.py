@@ -41,7 +41,7 @@ async def classify(request: Request):
     return {
         "predictions": [
             {"label": MANIFEST["labels"][i], "index": i, "score": s}
-            for s, i in zip(scores.tolist(), indices.tolist())
+            for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
         ]
     }
 
