@@ -11,7 +11,7 @@ MODEL_DIR ?= dist/model
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo demo-detect bench-detect export build test browser lint format bench bench-export bench-lambda bench-batch fuzz deploy clean
+.PHONY: setup demo demo-detect bench-detect export build test browser lint format bench bench-export bench-lambda bench-batch bench-handlers fuzz deploy clean
 
 # The tensorflow extra (TensorFlow and tf2onnx, for `amaas export --from-keras/--from-savedmodel`) is part of the
 # development setup because the Keras tests need it.
@@ -100,6 +100,11 @@ bench-batch: setup
 ## bench-lambda: cold start, warm duration and slowest imports of the built ApiFunction (after `make build`)
 bench-lambda: setup
 	$(BIN)/python tests/bench/bench_lambda_runtime.py
+
+## bench-handlers: the API function against a minimal ORT handler, torch-eager FastAPI and the ORT floor, one run
+## (MODEL_DIR=<artifact>, for the README's figures a resnet18 224x224 INT8 export; it builds into a temporary folder)
+bench-handlers: setup
+	$(BIN)/python tests/bench/bench_handlers.py --model-dir $(MODEL_DIR) $(BENCH_ARGS)
 
 deploy: build
 	$(BIN)/sam deploy --guided

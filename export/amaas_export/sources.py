@@ -162,7 +162,9 @@ def import_model(config: ExportConfig, work: Path, task: ExportTask) -> tuple[On
     scale, mean, std = imported_preprocessing(config, source)
     crop = source.input.shape[2] if source.input.layout == "NCHW" else source.input.shape[1]
     prep = Preprocessing(crop, crop, mean, std, channel_order=config.channel_order, scale=scale)
-    classes = _check_batches(source.path, source.input, prep, task, source.labels, source.classes or len(source.labels or ()))
+    classes = _check_batches(
+        source.path, source.input, prep, task, source.labels, source.classes or len(source.labels or ())
+    )
     return replace(source, classes=classes, notes=(*notes, *source.notes), parity=parity), prep
 
 
@@ -301,7 +303,12 @@ def _check_batches(
         ) from exc
     if task.name == "classification":
         logits = together[0]
-        if len(together) != 1 or logits.ndim != 2 or len(logits) != 2 or logits.shape[1] != (classes or logits.shape[1]):
+        if (
+            len(together) != 1
+            or logits.ndim != 2
+            or len(logits) != 2
+            or logits.shape[1] != (classes or logits.shape[1])
+        ):
             expected = f"(2, {classes})" if classes else "(2, classes)"
             raise ConfigError(f"the ONNX model returns shape {logits.shape} for 2 images; expected {expected} logits")
         classes = int(logits.shape[1])

@@ -190,6 +190,23 @@ def test_normalize_scales_subtracts_divides_and_transposes() -> None:
     np.testing.assert_allclose(tensor[:, 1:], (0.0 - 0.5) / 0.25)
 
 
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_normalize_gives_exactly_the_reference_arithmetic(order: str) -> None:
+    # GIVEN every pixel value in every channel
+    pixels = np.random.default_rng(0).permutation(np.tile(np.arange(256, dtype=np.uint8), 48)).reshape(2, 32, 64, 3)
+    prep = Preprocessing(resize=32, crop=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), channel_order=order)
+
+    # WHEN normalised in place
+    tensor = normalize(pixels, prep)
+
+    # THEN bit for bit what (pixels * scale - mean) / std in float32 gives: the model's answers do not move
+    ordered = pixels[..., ::-1] if order == "BGR" else pixels
+    mean, std = np.asarray(prep.mean, np.float32), np.asarray(prep.std, np.float32)
+    reference = (ordered.astype(np.float32) * np.float32(1 / 255) - mean) * (np.float32(1) / std)
+    np.testing.assert_array_equal(tensor, reference.transpose(0, 3, 1, 2))
+    assert tensor.flags.c_contiguous
+
+
 def test_bgr_models_get_channels_reversed() -> None:
     pixels = np.zeros((1, 2, 2, 3), dtype=np.uint8)
     pixels[..., 0] = 255

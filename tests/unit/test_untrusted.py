@@ -183,6 +183,12 @@ def rest_event(**fields: Any) -> dict[str, Any]:
     [
         (rest_event(body="!!!not base64", isBase64Encoded=True), "base64"),
         (rest_event(body="abc", isBase64Encoded=True), "base64"),
+        (rest_event(body="ab=c", isBase64Encoded=True), "base64"),
+        (rest_event(body="a===", isBase64Encoded=True), "base64"),
+        (rest_event(body="ab c", isBase64Encoded=True), "base64"),
+        (rest_event(body="ab-_", isBase64Encoded=True), "base64"),
+        (rest_event(body="abcé", isBase64Encoded=True), "base64"),
+        (rest_event(body="é\ud800", headers={}), "Unicode"),
         (rest_event(headers={"accept": 3}), "headers"),
         (rest_event(headers={"accept": None}), "headers"),
         (rest_event(multiValueHeaders={"accept": "text/html"}), "multiValueHeaders"),
@@ -202,6 +208,11 @@ def rest_event(**fields: Any) -> dict[str, Any]:
 )
 def test_lambda_events_mangum_cannot_read_are_named(event: Any, problem: str) -> None:
     assert problem in (event_problem(event) or "")
+
+
+@pytest.mark.parametrize("body", ["", "abcd", "abc=", "ab==", "AZaz09+/" * 1000])
+def test_well_formed_base64_bodies_pass(body: str) -> None:
+    assert event_problem(rest_event(body=body, isBase64Encoded=True)) is None
 
 
 def test_api_gateway_events_pass() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from amaas.errors import InvalidRequestError
 from amaas.observability import logger
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_BASE64_ALPHABET = (string.ascii_letters + string.digits + "+/").encode()
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Mangum splits Host into name and port and converts the port (and X-Forwarded-Port) with int()
 _HOST_PORT = {"host": re.compile(r"[^:\s]*(:[0-9]{1,5})?"), "x-forwarded-port": re.compile(r"[0-9]{1,5}")}
@@ -55,15 +56,26 @@ def event_problem(event: Any) -> str | None:
         if not _mapping_of(event.get(key), lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)):
             return f"the event's {key} must map strings to lists of strings"
     body = event.get("body")
-    if event.get("isBase64Encoded") and body and (len(body) % 4 or not _BASE64.fullmatch(body)):
+    if event.get("isBase64Encoded") and body and not _is_base64(body):
         return "the event says its body is base64-encoded, and it is not"
-    if any(_SURROGATE.search(text) for text in _strings(event)):
+    # isascii() is a flag CPython keeps on every str: an image body (base64, ASCII) is never scanned
+    if any(not text.isascii() and _SURROGATE.search(text) for text in _strings(event)):
         return "the event holds text that is not valid Unicode (a lone surrogate)"
     for name in ("host", "x-forwarded-port"):
         value = _header(event, name)
         if value is not None and not _HOST_PORT[name].fullmatch(value):
             return f"the event's {name} header is malformed"
     return None
+
+
+def _is_base64(text: str) -> bool:
+    """Standard base64 with at most two ``=`` of padding at its end. Checked in C (``bytes.translate`` drops the
+    alphabet, leaving only the padding): a regular expression over a 6 MB body takes milliseconds."""
+    if len(text) % 4 or not text.isascii():
+        return False
+    data = text.encode("ascii")
+    rest = data.translate(None, _BASE64_ALPHABET)
+    return rest in (b"", b"=", b"==") and data.endswith(rest)
 
 
 def _strings(event: dict[str, Any]) -> list[str]:

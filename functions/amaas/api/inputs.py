@@ -221,7 +221,8 @@ async def read_body(request: Request, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(f"the body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
+        if chunk:  # Starlette ends the stream with an empty chunk; joining two copies a lone body
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
