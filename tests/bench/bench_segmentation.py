@@ -6,7 +6,8 @@
 For each architecture:
   - export time at the tests' size (the session fixture's settings, tests/conftest.py) and at the benchmark's;
   - held-out mIoU and pixel accuracy of FP32 and INT8 on the synthetic scenes (the INT8 gate: <= 1 point);
-  - INT8 vs FP32 latency, batch 1, 1 ORT thread (the export's round-robin stage timing, from the manifest);
+  - INT8 vs FP32 latency, batch 1, 1 ORT thread (the export's round-robin stage timing, from the manifest), at
+    the benchmark's size and at ``--latency-size`` (a one-epoch export on 20 scenes: accuracy irrelevant);
   - warm ``POST /v1/segment`` p50 through the Lambda handler (API Gateway event -> Mangum -> FastAPI -> answer)
     on a 640x480 photo (skimage's astronaut) answered as JSON and as a PNG mask at 640x480, against the ORT
     floor: ``session.run`` of the same model on that photo's ready input tensor;
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "dist" / "bench-seg")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--reuse", action="store_true", help="serve the artifacts already in --out")
+    parser.add_argument("--latency-size", type=int, default=320, help="also time FP32 vs INT8 at this side (0: no)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -170,6 +172,17 @@ def main() -> None:
         )
         if row["int8_latency_ms"]:
             row["int8_vs_fp32_latency"] = round(row["int8_latency_ms"] / row["fp32_latency_ms"], 3)
+        if args.latency_size:
+            with tempfile.TemporaryDirectory() as work:
+                big = Path(work) / "big"
+                settings = {"data": "synthetic:20", "image_size": args.latency_size, "epochs": 1, "batch_size": 4}
+                export(arch, big, **settings, max_accuracy_drop=100.0)
+                timed = {s["name"]: s for s in read_manifest(big).details["stages"]}
+            row[f"fp32_latency_ms_{args.latency_size}"] = timed["fp32"]["latency_ms"]
+            row[f"int8_latency_ms_{args.latency_size}"] = timed["int8"]["latency_ms"]
+            row[f"int8_vs_fp32_latency_{args.latency_size}"] = round(
+                timed["int8"]["latency_ms"] / timed["fp32"]["latency_ms"], 3
+            )
         row.update(serving(out, image, args.requests))
         row["handler_json_vs_floor"] = round(row["handler_json_ms"] / row["ort_floor_ms"], 3)
         row["handler_png_vs_floor"] = round(row["handler_png_ms"] / row["ort_floor_ms"], 3)
