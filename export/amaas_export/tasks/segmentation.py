@@ -226,11 +226,11 @@ class SegmentationExport:
         predicted = masks(model.predict_pixels(pixels)[0], pixels.shape[1])
         background = model.manifest.task_config.get("background")
         rows = []
-        for image, truth, mask in zip(pixels, test.labels[:count], predicted, strict=True):
+        for pixels_one, truth, mask in zip(pixels, test.labels[:count], predicted, strict=True):
+            image = Image.fromarray(pixels_one)
             shown_truth = np.where(truth == IGNORE_INDEX, 0, truth).astype(np.uint8)
-            rows.append(
-                np.concatenate([image, overlay(image, shown_truth, background), overlay(image, mask, background)], 1)
-            )
+            drawn = [overlay(image, shown_truth, background), overlay(image, mask, background)]
+            rows.append(np.concatenate([pixels_one, *(np.asarray(d) for d in drawn)], 1))
         Image.fromarray(np.concatenate(rows, 0)).save(path)
         return True
 
