@@ -10,7 +10,8 @@ For each architecture:
     the benchmark's size and at ``--latency-size`` (a one-epoch export on 20 scenes: accuracy irrelevant);
   - warm ``POST /v1/segment`` p50 through the Lambda handler (API Gateway event -> Mangum -> FastAPI -> answer)
     on a 640x480 photo (skimage's astronaut) answered as JSON and as a PNG mask at 640x480, against the ORT
-    floor: ``session.run`` of the same model on that photo's ready input tensor;
+    floor: ``session.run`` of the same model on that photo's ready input tensor; for the benchmark's model and
+    the ``--latency-size`` one (whose ORT time dominates, as a real model's does);
   - what the served ONNX graph contains (its outputs and its operator counts).
 
 ``OMP_NUM_THREADS=1`` keeps torch's training from fighting other processes for cores (on a shared machine two
@@ -178,6 +179,14 @@ def main() -> None:
                 settings = {"data": "synthetic:20", "image_size": args.latency_size, "epochs": 1, "batch_size": 4}
                 export(arch, big, **settings, max_accuracy_drop=100.0)
                 timed = {s["name"]: s for s in read_manifest(big).details["stages"]}
+                at_size = serving(big, image, args.requests)
+            row.update({f"{key}_{args.latency_size}": value for key, value in at_size.items()})
+            row[f"handler_json_vs_floor_{args.latency_size}"] = round(
+                at_size["handler_json_ms"] / at_size["ort_floor_ms"], 3
+            )
+            row[f"handler_png_vs_floor_{args.latency_size}"] = round(
+                at_size["handler_png_ms"] / at_size["ort_floor_ms"], 3
+            )
             row[f"fp32_latency_ms_{args.latency_size}"] = timed["fp32"]["latency_ms"]
             row[f"int8_latency_ms_{args.latency_size}"] = timed["int8"]["latency_ms"]
             row[f"int8_vs_fp32_latency_{args.latency_size}"] = round(
