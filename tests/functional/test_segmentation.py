@@ -100,7 +100,7 @@ def test_the_artifact_describes_a_segmenter_with_its_metrics_per_stage(segmenter
     assert "A semantic segmentation model over 5 classes" in card and "| Stage | Held-out mIoU |" in card
     assert "masks agree on" in card
     with Image.open(segmenter / "predictions.png") as preview:
-        assert preview.size == (3 * SIDE, 4 * SIDE), "image, truth, prediction"
+        assert preview.size == (3 * 4 * SIDE, 4 * 4 * SIDE), "image, truth, prediction; 4 images enlarged 4x"
 
 
 def test_a_mask_comes_back_at_the_original_size_and_orientation(client: LambdaClient, segmenter: Path) -> None:

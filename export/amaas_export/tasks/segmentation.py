@@ -42,6 +42,7 @@ EVAL_BATCH = 32
 # Pixels whose class torch and ONNX Runtime may disagree on: float32 differences flip near-ties only.
 MIN_AGREEMENT = 0.999
 PREVIEW_IMAGES = 4
+PREVIEW_SIDE = 256
 GOLDEN_IMAGES = 4
 # A new deployment's masks of the golden images must match the export's on this fraction of pixels: INT8
 # kernels differ slightly between CPUs, which moves only pixels at class boundaries.
@@ -231,7 +232,9 @@ class SegmentationExport:
             shown_truth = np.where(truth == IGNORE_INDEX, 0, truth).astype(np.uint8)
             drawn = [overlay(image, shown_truth, background), overlay(image, mask, background)]
             rows.append(np.concatenate([pixels_one, *(np.asarray(d) for d in drawn)], 1))
-        Image.fromarray(np.concatenate(rows, 0)).save(path)
+        grid = Image.fromarray(np.concatenate(rows, 0))
+        scale = max(1, PREVIEW_SIDE // pixels.shape[1])  # small models' images, enlarged to be seen
+        grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST).save(path)
         return True
 
 
