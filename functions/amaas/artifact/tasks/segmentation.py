@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,7 @@ class Segmentation:
 
     mask: np.ndarray
     size: tuple[int, int]
+    _counts: dict[int, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def _rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
         width, height = self.size
@@ -89,7 +90,14 @@ class Segmentation:
         return np.ascontiguousarray(self.mask[rows][:, cols])
 
     def pixel_counts(self, classes: int) -> np.ndarray:
-        """How many pixels of the original each class covers (int64, one per class), without the full mask."""
+        """How many pixels of the original each class covers (int64, one per class), without the full mask.
+        Computed once per answer (the JSON body and the metrics both ask)."""
+        cached: np.ndarray | None = self._counts.get(classes)
+        if cached is None:
+            cached = self._counts[classes] = self._pixel_counts(classes)
+        return cached
+
+    def _pixel_counts(self, classes: int) -> np.ndarray:
         rows, cols = self._rows_cols()
         row_weight = np.bincount(rows, minlength=self.mask.shape[0])
         col_weight = np.bincount(cols, minlength=self.mask.shape[1])
