@@ -29,6 +29,7 @@ from amaas.artifact.tasks.segmentation import (
     overlay,
 )
 from amaas.errors import ManifestError
+from amaas_export.config import Training
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.data import masks as mask_data
 from amaas_export.errors import ConfigError, GateError
@@ -110,25 +111,12 @@ class SegmentationExport:
         model: nn.Module,
         dataset: Dataset,
         prep: Preprocessing,
-        *,
-        epochs: int,
-        batch_size: int,
-        learning_rate: float,
-        seed: int,
+        training: Training,
         report: Callable[[str], None],
     ) -> None:
         from amaas_export.train_segmentation import train_segmentation
 
-        train_segmentation(
-            model,
-            dataset.train,
-            prep,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            report=report,
-        )
+        train_segmentation(model, dataset.train, prep, training, report)
 
     def parity(self, path: Path, model: nn.Module, batch: np.ndarray, tolerance: float) -> float:
         """The fraction of pixels whose class ONNX Runtime and torch agree on (at least ``MIN_AGREEMENT``)."""
