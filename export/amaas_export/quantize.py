@@ -71,7 +71,9 @@ def quantize_int8(
     with tempfile.TemporaryDirectory() as work, _quiet():
         prepared = Path(work) / "prepared.onnx"
         try:
-            quant_pre_process(str(float_path), str(prepared))
+            # ORT leaves its half-inferred model in the working directory when it gives up: keep it in ours
+            with contextlib.chdir(work):
+                quant_pre_process(str(float_path), str(prepared))
         except Exception:  # noqa: BLE001 - ORT raises a bare Exception when symbolic inference gives up
             # A whole detector's graph (NMS, proposal filtering) has data-dependent shapes the symbolic pass
             # cannot finish; ONNX's own shape inference and ORT's optimisation still apply without it.
