@@ -73,7 +73,14 @@ def quantize_int8(
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     with tempfile.TemporaryDirectory() as work, _quiet():
         prepared = Path(work) / "prepared.onnx"
-        quant_pre_process(str(float_path), str(prepared))
+        try:
+            # ORT leaves its half-inferred model in the working directory when it gives up: keep it in ours
+            with contextlib.chdir(work):
+                quant_pre_process(str(float_path), str(prepared))
+        except Exception:  # noqa: BLE001 - ORT raises a bare Exception when symbolic inference gives up
+            # A whole detector's graph (NMS, proposal filtering) has data-dependent shapes the symbolic pass
+            # cannot finish; ONNX's own shape inference and ORT's optimisation still apply without it.
+            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
         names = {node.name for node in graph.node}
         heads = output_heads(graph)
