@@ -237,8 +237,9 @@ def report(colds: dict[str, list[float]], measured: dict[str, Any], args: argpar
         (f"Max Memory Used <= {RSS_TARGET_MB} MB", f"{memory['amaas']} MB", memory["amaas"] <= RSS_TARGET_MB),
     ]  # fmt: skip
     for label, limit in WARM_TARGETS.items():
-        targets.append((f"warm {label} <= {limit:g}x floor", ratio(p50["amaas", label], floor),
-                        p50["amaas", label] <= limit * floor))  # fmt: skip
+        # judged on REPORT Duration as measured; beside it, the ratio without what the local runtime adds
+        value = f"{ratio(p50['amaas', label], floor)} ({ratio(p50['amaas', label] - harness, floor)} without it)"
+        targets.append((f"warm {label} <= {limit:g}x floor", value, p50["amaas", label] <= limit * floor))
     lines += [f"| {label} | {value} | {'yes' if met else '**no**'} |" for label, value, met in targets]
     agree = [i for i in INPUTS if measured["top1"]["amaas", i] == measured["top1"]["minimal", i]]
     lines += ["", f"amaas and minimal agree on the top-1 class for {len(agree)} of {len(INPUTS)} inputs."]
