@@ -105,7 +105,7 @@ def test_preprocessed_tensors(base_url: str, artifact: Path, binary: bool) -> No
         outputs=[triton.InferRequestedOutput("logits", binary_data=binary)],
     )  # fmt: skip
 
-    np.testing.assert_allclose(result.as_numpy("logits"), classifier.predict(tensor), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result.as_numpy("logits"), classifier.predict(tensor)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_classification_extension(base_url: str, artifact: Path) -> None:

@@ -16,6 +16,7 @@ from amaas.artifact.golden import GOLDEN_DIR, GoldenSample, write_golden
 from amaas.artifact.manifest import Preprocessing, TensorSpec
 from amaas.artifact.model import Model
 from amaas.artifact.tasks.detection import DetectionConfig, decode_boxes_layout, decode_ssd
+from amaas_export.config import Training
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.data import detection as box_data
 from amaas_export.errors import ConfigError, GateError
@@ -117,11 +118,7 @@ class DetectionExport:
         model: nn.Module,
         dataset: Dataset,
         prep: Preprocessing,
-        *,
-        epochs: int,
-        batch_size: int,
-        learning_rate: float,
-        seed: int,
+        training: Training,
         report: Callable[[str], None],
     ) -> None:
         from amaas_export.tasks.detection_models import sized
@@ -132,10 +129,10 @@ class DetectionExport:
             model.detector,  # type: ignore[arg-type]
             dataset.train,
             prep,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            learning_rate=training.learning_rate,
+            seed=training.seed,
             report=report,
         )
 
