@@ -17,8 +17,8 @@ from amaas.api.app import create_app
 from amaas.artifact.manifest import CARD_FILE, MODEL_FILE
 from amaas.artifact.model import Model
 from amaas.settings import Settings
-from amaas_export import pipeline
 from amaas_export.data import ImageSet, synthetic
+from amaas_export.stages import quantize as quantize_stage
 from tests.functional.conftest import Export
 from tests.helpers import LambdaContext, encode_image, load_event
 
@@ -69,12 +69,12 @@ def test_auto_quantization_keeps_the_fastest_candidate_within_the_gate(export: E
 
 
 def _broken_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = pipeline.quantize_int8
+    real = quantize_stage.quantize_int8
 
     def quantize(float_path: Path, int8_path: Path, calibration: ImageSet, *args: Any) -> Any:
         return real(float_path, int8_path, ImageSet(np.zeros_like(calibration.pixels), calibration.labels), *args)
 
-    monkeypatch.setattr(pipeline, "quantize_int8", quantize)
+    monkeypatch.setattr(quantize_stage, "quantize_int8", quantize)
 
 
 def test_auto_quantization_ships_fp32_loudly_when_no_candidate_passes(
