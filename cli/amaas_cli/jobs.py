@@ -59,15 +59,23 @@ def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 
 def table(results: Sequence[dict[str, Any]]) -> str:
-    """One line per image: key, status, top-1 label and score, or the error."""
+    """One line per image: key, status, top-1 label and score (a segmentation's largest class and the fraction
+    of the image it covers), or the error."""
     width = max([len(str(r["key"])) for r in results] + [5])
     lines = [f"{'image':<{width}}  {'status':<6}  {'top-1':<14} {'score':>6}  error"]
     for r in results:
         if r["status"] == "ok":
-            top = r["predictions"][0]
-            lines.append(f"{r['key']:<{width}}  {'ok':<6}  {top['label']:<14} {top['score']:>6.3f}")
+            label, score = _top(r)
+            lines.append(f"{r['key']:<{width}}  {'ok':<6}  {label:<14} {score:>6.3f}")
         else:
             lines.append(f"{r['key']:<{width}}  {'error':<6}  {'':<14} {'':>6}  {r['error']}: {r['message']}")
     ok = sum(1 for r in results if r["status"] == "ok")
     lines.append(f"{len(results)} images: {ok} classified, {len(results) - ok} errors")
     return "\n".join(lines)
+
+
+def _top(result: dict[str, Any]) -> tuple[str, float]:
+    if "predictions" in result:
+        return result["predictions"][0]["label"], result["predictions"][0]["score"]
+    largest = result["classes"][0]
+    return largest["label"], largest["fraction"]

@@ -64,6 +64,16 @@ class QuantizationConfig:
 
 
 @dataclass(frozen=True)
+class Training:
+    """How a task trains: the export's ``--epochs``, ``--batch-size``, ``--learning-rate`` and ``--seed``."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """Everything that decides what ``amaas export`` produces.
 
@@ -182,6 +192,10 @@ class ExportConfig:
         if self.epochs is not None:
             return self.epochs
         return 0 if self.weights is not None or self.from_onnx is not None else DEFAULT_EPOCHS
+
+    @property
+    def training(self) -> Training:
+        return Training(self.train_epochs, self.batch_size, self.learning_rate, self.seed)
 
     @property
     def finetune_epochs(self) -> int:

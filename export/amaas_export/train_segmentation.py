@@ -18,7 +18,10 @@ from torch import nn
 from amaas.artifact.manifest import Preprocessing
 from amaas.artifact.preprocessing import normalize
 from amaas.artifact.tasks.segmentation import IGNORE_INDEX
+from amaas_export.config import Training
 from amaas_export.data import ImageSet
+
+BN_MOMENTUM = 0.1
 
 
 class SegmentationLogits(nn.Module):
@@ -39,16 +42,22 @@ def train_segmentation(
     model: nn.Module,
     train_set: ImageSet,
     prep: Preprocessing,
-    *,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
+    training: Training,
     report: Callable[[str], None] = print,
 ) -> None:
     """AdamW with a one-cycle schedule and per-pixel cross-entropy (``IGNORE_INDEX`` left out); logits of
-    another resolution than the masks (a low-stride head) are upsampled to them."""
-    generator = torch.Generator().manual_seed(seed)
+    another resolution than the masks (a low-stride head) are upsampled to them.
+
+    BatchNorm running statistics follow the weights with momentum at least ``BN_MOMENTUM``: torchvision's
+    MobileNetV3 uses 0.01, tuned for hundreds of ImageNet epochs, with which a run of a few hundred steps
+    evaluates on statistics of weights long gone (measured: a model that had learned the shapes still
+    answered background everywhere in eval mode).
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and (module.momentum or 0) < BN_MOMENTUM:
+            module.momentum = BN_MOMENTUM
+    epochs, batch_size, learning_rate = training.epochs, training.batch_size, training.learning_rate
+    generator = torch.Generator().manual_seed(training.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=1e-4)
     steps = epochs * -(-len(train_set) // batch_size)

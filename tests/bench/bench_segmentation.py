@@ -1,15 +1,17 @@
 """Segmentation figures per architecture, each against a baseline measured in the same run.
 
     OMP_NUM_THREADS=1 python tests/bench/bench_segmentation.py [--archs lraspp_mobilenet_v3_large ...]
-        [--images 1000] [--size 64] [--epochs 6] [--out dist/bench-seg] [--requests 100] [--reuse]
+        [--images 1000] [--size 64] [--epochs 6] [--out dist/bench-seg] [--seconds 20] [--reuse]
 
 For each architecture:
   - export time at the tests' size (the session fixture's settings, tests/conftest.py) and at the benchmark's;
   - held-out mIoU and pixel accuracy of FP32 and INT8 on the synthetic scenes (the INT8 gate: <= 1 point);
-  - INT8 vs FP32 latency, batch 1, 1 ORT thread (the export's round-robin stage timing, from the manifest);
+  - INT8 vs FP32 latency, batch 1, 1 ORT thread (the export's round-robin stage timing, from the manifest), at
+    the benchmark's size and at ``--latency-size`` (a one-epoch export on 20 scenes: accuracy irrelevant);
   - warm ``POST /v1/segment`` p50 through the Lambda handler (API Gateway event -> Mangum -> FastAPI -> answer)
     on a 640x480 photo (skimage's astronaut) answered as JSON and as a PNG mask at 640x480, against the ORT
-    floor: ``session.run`` of the same model on that photo's ready input tensor;
+    floor: ``session.run`` of the same model on that photo's ready input tensor; for the benchmark's model and
+    the ``--latency-size`` one (whose ORT time dominates, as a real model's does);
   - what the served ONNX graph contains (its outputs and its operator counts).
 
 ``OMP_NUM_THREADS=1`` keeps torch's training from fighting other processes for cores (on a shared machine two
@@ -22,7 +24,6 @@ import argparse
 import collections
 import io
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -34,17 +35,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO)]
 
 ARCHS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
-
-
-def p50_ms(fn: Callable[[], object], n: int) -> float:
-    for _ in range(3):
-        fn()
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
 
 
 def export(arch: str, out: Path, **settings: Any) -> float:
@@ -65,13 +55,14 @@ def photo_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def serving(model_dir: Path, image: bytes, requests: int) -> dict[str, float]:
+def serving(model_dir: Path, image: bytes, budget_s: float) -> dict[str, float]:
     from mangum import Mangum
 
     from amaas.api.app import create_app
     from amaas.artifact.model import Model
     from amaas.artifact.session import create_session
     from amaas.settings import Settings
+    from amaas_export.measure import round_robin_ms
     from tests.gateway import make_event
     from tests.helpers import LambdaContext
 
@@ -91,9 +82,10 @@ def serving(model_dir: Path, image: bytes, requests: int) -> dict[str, float]:
     tensor = model.preprocess([image])
     session = create_session(model_dir / "model.onnx", threads=1)
     name = model.manifest.input.name
-    floor = p50_ms(lambda: session.run(None, {name: tensor}), requests)
-    as_json = p50_ms(call("application/json"), requests)
-    as_png = p50_ms(call("image/png"), requests)
+    # round-robin, so that the machine's busy moments hit the floor and the handler alike
+    floor, as_json, as_png = round_robin_ms(
+        [lambda: session.run(None, {name: tensor}), call("application/json"), call("image/png")], budget_s=budget_s
+    )
     return {"ort_floor_ms": floor, "handler_json_ms": as_json, "handler_png_ms": as_png}
 
 
@@ -121,8 +113,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--learning-rate", type=float, default=0.003)
     parser.add_argument("--out", type=Path, default=REPO / "dist" / "bench-seg")
-    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20.0, help="timing budget per model (at least 20 rounds)")
     parser.add_argument("--reuse", action="store_true", help="serve the artifacts already in --out")
+    parser.add_argument("--latency-size", type=int, default=320, help="also time FP32 vs INT8 at this side (0: no)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -170,7 +163,26 @@ def main() -> None:
         )
         if row["int8_latency_ms"]:
             row["int8_vs_fp32_latency"] = round(row["int8_latency_ms"] / row["fp32_latency_ms"], 3)
-        row.update(serving(out, image, args.requests))
+        if args.latency_size:
+            with tempfile.TemporaryDirectory() as work:
+                big = Path(work) / "big"
+                settings = {"data": "synthetic:20", "image_size": args.latency_size, "epochs": 1, "batch_size": 4}
+                export(arch, big, **settings, max_accuracy_drop=100.0)
+                timed = {s["name"]: s for s in read_manifest(big).details["stages"]}
+                at_size = serving(big, image, args.seconds)
+            row.update({f"{key}_{args.latency_size}": value for key, value in at_size.items()})
+            row[f"handler_json_vs_floor_{args.latency_size}"] = round(
+                at_size["handler_json_ms"] / at_size["ort_floor_ms"], 3
+            )
+            row[f"handler_png_vs_floor_{args.latency_size}"] = round(
+                at_size["handler_png_ms"] / at_size["ort_floor_ms"], 3
+            )
+            row[f"fp32_latency_ms_{args.latency_size}"] = timed["fp32"]["latency_ms"]
+            row[f"int8_latency_ms_{args.latency_size}"] = timed["int8"]["latency_ms"]
+            row[f"int8_vs_fp32_latency_{args.latency_size}"] = round(
+                timed["int8"]["latency_ms"] / timed["fp32"]["latency_ms"], 3
+            )
+        row.update(serving(out, image, args.seconds))
         row["handler_json_vs_floor"] = round(row["handler_json_ms"] / row["ort_floor_ms"], 3)
         row["handler_png_vs_floor"] = round(row["handler_png_ms"] / row["ort_floor_ms"], 3)
         row["graph"] = graph(out / "model.onnx")

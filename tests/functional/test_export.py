@@ -19,10 +19,10 @@ from PIL import Image
 
 from amaas.artifact.manifest import CARD_FILE, MANIFEST_FILE, MODEL_FILE, read_manifest, sha256_file, verify_files
 from amaas.artifact.model import Model
-from amaas_export import pipeline
 from amaas_export.data import ImageSet
 from amaas_export.data import synthetic as synthetic_data
 from amaas_export.models import build_model
+from amaas_export.stages import quantize as quantize_stage
 from tests.functional.conftest import Export
 from tests.helpers import REPO, encode_image
 
@@ -111,13 +111,13 @@ def test_cli_export_reports_progress(export: Export) -> None:
 
 def _broken_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
     """Calibrates INT8 ranges on black images, a real and classic way to ruin a quantized model."""
-    real = pipeline.quantize_int8
+    real = quantize_stage.quantize_int8
 
     def quantize(float_path: Path, int8_path: Path, calibration: ImageSet, *args: Any) -> Any:
         black = ImageSet(np.zeros_like(calibration.pixels), calibration.labels)
         return real(float_path, int8_path, black, *args)
 
-    monkeypatch.setattr(pipeline, "quantize_int8", quantize)
+    monkeypatch.setattr(quantize_stage, "quantize_int8", quantize)
 
 
 def test_int8_gate_failure_exits_non_zero_and_writes_no_artifact(

@@ -22,6 +22,8 @@ from mangum import Mangum
 from amaas.api import routes
 from amaas.api.app import create_app
 from amaas.api.oip import NUMPY_DATATYPES
+from amaas.api.tasks import ROUTERS
+from amaas.artifact.imaging import Decoded
 from amaas.artifact.manifest import read_manifest
 from amaas.settings import Settings
 from tests.gateway import api_gateway
@@ -32,6 +34,7 @@ MODEL_ERRORS = {"404", "500", "503"}
 DOCUMENTED = {
     ("post", "/v1/classify"): {"200"} | IMAGE_ERRORS,
     ("post", "/v1/explain"): {"200"} | IMAGE_ERRORS,
+    ("post", "/v1/segment"): {"200", "406"} | IMAGE_ERRORS,
     ("get", "/v1/health"): {"200", "500", "503"},
     ("get", "/v1/model"): {"200", "500", "503"},
     ("get", "/"): {"200", "500"},
@@ -74,12 +77,18 @@ def unloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def declared_routes() -> set[tuple[str, str]]:
-    """Every (method, path) the route modules declare (amaas.api.routes.*, one router each)."""
-    found = set()
-    for info in pkgutil.iter_modules(routes.__path__):
-        router = importlib.import_module(f"{routes.__name__}.{info.name}").router
-        found |= {(m.lower(), r.path) for r in router.routes if isinstance(r, APIRoute) for m in r.methods or ()}
-    return found
+    """Every (method, path) the route modules (amaas.api.routes.*, one router each) and the tasks
+    (amaas.api.tasks.ROUTERS) declare."""
+    routers = [
+        importlib.import_module(f"{routes.__name__}.{i.name}").router for i in pkgutil.iter_modules(routes.__path__)
+    ]
+    return {
+        (m.lower(), r.path)
+        for router in [*routers, *ROUTERS]
+        for r in router.routes
+        if isinstance(r, APIRoute)
+        for m in r.methods or ()
+    }
 
 
 def test_every_route_documents_its_statuses(schema: dict[str, Any]) -> None:
@@ -195,6 +204,8 @@ def test_documented_errors_are_what_the_server_sends(
 
         monkeypatch.setattr(app.state.model, "predict", explode)
         app.state.model.load()
+        pixels = Decoded(np.zeros((32, 32, 3), np.uint8), (32, 32))
+        monkeypatch.setattr(app.state.model, "decode", lambda image: pixels)
         monkeypatch.setattr(app.state.model, "preprocess", lambda images: np.zeros((1, 3, 32, 32), np.float32))
 
     manifest = read_manifest(artifact)

@@ -25,6 +25,7 @@ from amaas.artifact.tasks.segmentation import mask_png
 from amaas.batch.results import Item, classify
 from amaas.rollout import check_version
 from amaas.settings import Settings
+from amaas_cli.jobs import table
 from amaas_export.data import scenes
 from tests.functional.conftest import Export
 from tests.gateway import make_event
@@ -99,7 +100,7 @@ def test_the_artifact_describes_a_segmenter_with_its_metrics_per_stage(segmenter
     assert "A semantic segmentation model over 5 classes" in card and "| Stage | Held-out mIoU |" in card
     assert "masks agree on" in card
     with Image.open(segmenter / "predictions.png") as preview:
-        assert preview.size == (3 * SIDE, 4 * SIDE), "image, truth, prediction"
+        assert preview.size == (3 * 4 * SIDE, 4 * 4 * SIDE), "image, truth, prediction; 4 images enlarged 4x"
 
 
 def test_a_mask_comes_back_at_the_original_size_and_orientation(client: LambdaClient, segmenter: Path) -> None:
@@ -214,6 +215,12 @@ def test_batch_results_carry_each_images_areas_or_its_error(segmenter: Path) -> 
     assert results[0]["size"] == [90, 70] and results[2]["size"] == [30, 40]
     assert sum(c["pixels"] for c in results[2]["classes"]) == 30 * 40
     assert results[1]["error"] == "invalid_image"
+    lines = table(results).splitlines()
+    assert (
+        lines[1].split()[:2] == ["incoming/job/a.png", "ok"]
+        and lines[1].split()[2] == results[0]["classes"][0]["label"]
+    )
+    assert "invalid_image" in lines[2]
 
 
 def test_the_pre_traffic_check_compares_golden_masks(segmenter: Path, tmp_path: Path) -> None:

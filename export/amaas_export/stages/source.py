@@ -112,16 +112,7 @@ def _trained(config: ExportConfig, plan: SourcePlan, prepared: Prepared, log: Lo
     started = time.perf_counter()
     if config.train_epochs:
         log(f"train: {config.arch}, {config.train_epochs} epochs, batch {config.batch_size}")
-        prepared.task.train(
-            model,
-            dataset,
-            prepared.prep,
-            epochs=config.train_epochs,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            seed=config.seed,
-            report=log,
-        )
+        prepared.task.train(model, dataset, prepared.prep, config.training, log)
     return model, time.perf_counter() - started
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from amaas.artifact.golden import GoldenSample
 from amaas.artifact.manifest import Manifest, Preprocessing, TensorSpec
 from amaas.artifact.model import Model
+from amaas_export.config import Training
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.errors import ConfigError
 from amaas_export.tasks import classification, detection, segmentation
@@ -69,11 +70,7 @@ class ExportTask(Protocol):
         model: nn.Module,
         dataset: Dataset,
         prep: Preprocessing,
-        *,
-        epochs: int,
-        batch_size: int,
-        learning_rate: float,
-        seed: int,
+        training: Training,
         report: Callable[[str], None],
     ) -> None:
         """Trains ``model`` in place on ``dataset.train``."""

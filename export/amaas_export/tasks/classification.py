@@ -13,6 +13,7 @@ from amaas.artifact.golden import GoldenSample
 from amaas.artifact.manifest import Preprocessing, TensorSpec
 from amaas.artifact.model import Model
 from amaas_export import data as datasets
+from amaas_export.config import Training
 from amaas_export.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,11 +67,7 @@ class ClassificationExport:
         model: nn.Module,
         dataset: datasets.Dataset,
         prep: Preprocessing,
-        *,
-        epochs: int,
-        batch_size: int,
-        learning_rate: float,
-        seed: int,
+        training: Training,
         report: Callable[[str], None],
     ) -> None:
         from amaas_export.train import train
@@ -80,10 +77,10 @@ class ClassificationExport:
             dataset.train,
             dataset.test,
             prep,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            learning_rate=training.learning_rate,
+            seed=training.seed,
             report=lambda epoch: report(f"  {epoch}"),
         )
 

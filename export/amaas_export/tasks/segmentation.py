@@ -29,6 +29,7 @@ from amaas.artifact.tasks.segmentation import (
     overlay,
 )
 from amaas.errors import ManifestError
+from amaas_export.config import Training
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.data import masks as mask_data
 from amaas_export.errors import ConfigError, GateError
@@ -43,6 +44,7 @@ EVAL_BATCH = 32
 # Pixels whose class torch and ONNX Runtime may disagree on: float32 differences flip near-ties only.
 MIN_AGREEMENT = 0.999
 PREVIEW_IMAGES = 4
+PREVIEW_SIDE = 256
 GOLDEN_IMAGES = 4
 # A new deployment's masks of the golden images must match the export's on this fraction of pixels: INT8
 # kernels differ slightly between CPUs, which moves only pixels at class boundaries.
@@ -116,25 +118,12 @@ class SegmentationExport:
         model: nn.Module,
         dataset: Dataset,
         prep: Preprocessing,
-        *,
-        epochs: int,
-        batch_size: int,
-        learning_rate: float,
-        seed: int,
+        training: Training,
         report: Callable[[str], None],
     ) -> None:
         from amaas_export.train_segmentation import train_segmentation
 
-        train_segmentation(
-            model,
-            dataset.train,
-            prep,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            report=report,
-        )
+        train_segmentation(model, dataset.train, prep, training, report)
 
     def parity(self, path: Path, model: nn.Module, batch: np.ndarray, tolerance: float) -> float:
         """The fraction of pixels whose class ONNX Runtime and torch agree on (at least ``MIN_AGREEMENT``)."""
@@ -233,12 +222,14 @@ class SegmentationExport:
         predicted = masks(model.predict_pixels(pixels)[0], pixels.shape[1])
         background = model.manifest.task_config.get("background")
         rows = []
-        for image, truth, mask in zip(pixels, test.labels[:count], predicted, strict=True):
+        for pixels_one, truth, mask in zip(pixels, test.labels[:count], predicted, strict=True):
+            image = Image.fromarray(pixels_one)
             shown_truth = np.where(truth == IGNORE_INDEX, 0, truth).astype(np.uint8)
-            rows.append(
-                np.concatenate([image, overlay(image, shown_truth, background), overlay(image, mask, background)], 1)
-            )
-        Image.fromarray(np.concatenate(rows, 0)).save(path)
+            drawn = [overlay(image, shown_truth, background), overlay(image, mask, background)]
+            rows.append(np.concatenate([pixels_one, *(np.asarray(d) for d in drawn)], 1))
+        grid = Image.fromarray(np.concatenate(rows, 0))
+        scale = max(1, PREVIEW_SIDE // pixels.shape[1])  # small models' images, enlarged to be seen
+        grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST).save(path)
         return True
 
 

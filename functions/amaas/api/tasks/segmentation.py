@@ -33,7 +33,7 @@ from amaas.artifact.tasks.segmentation import (
     dominant,
     mask_png,
     overlay,
-    rgb_png,
+    png,
 )
 from amaas.errors import InvalidRequestError, NotAcceptableError, PayloadTooLargeError
 from amaas.observability import record_segmentation
@@ -136,7 +136,7 @@ def _png(manifest: Manifest, settings: Settings, segmentation: Segmentation, ori
         return mask_png(mask)
     image = imaging.decode(original, settings.decode_limits)
     background = SegmentationConfig.from_manifest(manifest).background
-    return rgb_png(overlay(np.asarray(image), mask, background))
+    return png(overlay(image, mask, background))
 
 
 def _record(manifest: Manifest, results: Sequence[Segmentation]) -> None:
