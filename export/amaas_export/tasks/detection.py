@@ -16,6 +16,7 @@ from amaas.artifact.golden import GOLDEN_DIR, GoldenSample, write_golden
 from amaas.artifact.manifest import Preprocessing, TensorSpec
 from amaas.artifact.model import Model
 from amaas.artifact.tasks.detection import DetectionConfig, decode_boxes_layout, decode_ssd
+from amaas_export.config import Training
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.data import detection as box_data
 from amaas_export.errors import ConfigError, GateError
@@ -117,27 +118,14 @@ class DetectionExport:
         model: nn.Module,
         dataset: Dataset,
         prep: Preprocessing,
-        *,
-        epochs: int,
-        batch_size: int,
-        learning_rate: float,
-        seed: int,
+        training: Training,
         report: Callable[[str], None],
     ) -> None:
         from amaas_export.tasks.detection_models import sized
         from amaas_export.tasks.detection_train import train_detector
 
         sized(model, prep.crop)
-        train_detector(
-            model.detector,  # type: ignore[arg-type]
-            dataset.train,
-            prep,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            report=report,
-        )
+        train_detector(model.detector, dataset.train, prep, training, report)  # type: ignore[arg-type]
 
     def parity(self, path: Path, model: nn.Module, batch: np.ndarray, tolerance: float) -> float:
         """The lowest IoU between a box of torchvision's own eval forward (its transform, decoding and NMS) and
