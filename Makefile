@@ -40,7 +40,7 @@ DETECT_EPOCHS ?= 3
 demo-detect: setup
 	@start=$$(date +%s); \
 	$(BIN)/amaas export --task detection --arch ssdlite320_mobilenet_v3_large --data synthetic:600 --image-size 96 \
-		--epochs $(DETECT_EPOCHS) --batch-size 16 --learning-rate 0.004 --out $(DETECT_DIR) && \
+		--epochs $(DETECT_EPOCHS) --batch-size 16 --learning-rate 0.004 --quantize auto --out $(DETECT_DIR) && \
 	$(MAKE) --no-print-directory build MODEL_DIR=$(DETECT_DIR) && \
 	echo "make demo-detect: detector exported and layers built in $$(( $$(date +%s) - start ))s; starting the local server" && \
 	$(BIN)/amaas demo --model-dir $(DETECT_DIR) --port $(PORT) --samples dist/detect-samples

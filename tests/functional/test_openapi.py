@@ -35,6 +35,7 @@ DOCUMENTED = {
     ("post", "/v1/classify"): {"200"} | IMAGE_ERRORS,
     ("post", "/v1/explain"): {"200"} | IMAGE_ERRORS,
     ("post", "/v1/segment"): {"200", "406"} | IMAGE_ERRORS,
+    ("post", "/v1/detect"): {"200"} | IMAGE_ERRORS,
     ("get", "/v1/health"): {"200", "500", "503"},
     ("get", "/v1/model"): {"200", "500", "503"},
     ("get", "/"): {"200", "500"},

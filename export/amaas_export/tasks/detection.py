@@ -125,16 +125,7 @@ class DetectionExport:
         from amaas_export.tasks.detection_train import train_detector
 
         sized(model, prep.crop)
-        train_detector(
-            model.detector,  # type: ignore[arg-type]
-            dataset.train,
-            prep,
-            epochs=training.epochs,
-            batch_size=training.batch_size,
-            learning_rate=training.learning_rate,
-            seed=training.seed,
-            report=report,
-        )
+        train_detector(model.detector, dataset.train, prep, training, report)  # type: ignore[arg-type]
 
     def parity(self, path: Path, model: nn.Module, batch: np.ndarray, tolerance: float) -> float:
         """The lowest IoU between a box of torchvision's own eval forward (its transform, decoding and NMS) and

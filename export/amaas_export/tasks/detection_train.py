@@ -17,6 +17,7 @@ from torch import nn
 
 from amaas.artifact.manifest import Preprocessing
 from amaas.artifact.preprocessing import normalize
+from amaas_export.config import Training
 from amaas_export.data import ImageSet
 from amaas_export.data.detection import unpack
 
@@ -27,14 +28,16 @@ def train_detector(
     detector: nn.Module,
     images: ImageSet,
     prep: Preprocessing,
-    *,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
+    training: Training,
     report: Callable[[str], None],
 ) -> None:
-    """Trains ``detector`` in place for ``epochs`` passes over ``images``, reporting the loss per epoch."""
+    """Trains ``detector`` in place for ``training.epochs`` passes over ``images``, reporting the loss per epoch."""
+    epochs, batch_size, learning_rate, seed = (
+        training.epochs,
+        training.batch_size,
+        training.learning_rate,
+        training.seed,
+    )
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
     objects = unpack(images.labels)
