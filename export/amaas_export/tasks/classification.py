@@ -12,6 +12,7 @@ import numpy as np
 from amaas.artifact.golden import GoldenSample
 from amaas.artifact.manifest import Preprocessing, TensorSpec
 from amaas.artifact.model import Model
+from amaas.artifact.tasks.classification import top1
 from amaas_export import data as datasets
 from amaas_export.config import Training
 from amaas_export.errors import ConfigError
@@ -99,7 +100,7 @@ class ClassificationExport:
 
     def evaluate(self, model: Model, test: datasets.ImageSet) -> dict[str, float]:
         outputs = [model.predict_pixels(test.pixels[i : i + EVAL_BATCH])[0] for i in range(0, len(test), EVAL_BATCH)]
-        return model.task.score([np.concatenate(outputs)], test.labels, model.manifest)
+        return {"top1": top1(np.concatenate(outputs), test.labels)}
 
     def golden(self, out_dir: Path, model: Model, held_out: datasets.ImageSet) -> list[GoldenSample]:
         from amaas_export.golden import golden_samples

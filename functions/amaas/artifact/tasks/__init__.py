@@ -1,6 +1,7 @@
-"""What a model does, as a strategy the served model holds: how an image becomes its input, how its outputs
-become answers, how answers are scored. The manifest names the task; a new task is a module here registered in
-``TASKS``, plus its serving module registered in ``amaas.api.tasks``."""
+"""What a model does, as a strategy the served model holds: how an image becomes its input and how its outputs
+become answers. The manifest names the task; a new task is a module here registered in ``TASKS``, plus its
+serving module registered in ``amaas.api.tasks`` and its export side (training, data, metrics) registered in
+``amaas_export.tasks``."""
 
 from __future__ import annotations
 
@@ -27,9 +28,8 @@ class Task(Protocol):
     size. ``decode`` gets each image's original (width, height) in ``sizes`` (dense answers are mapped back
     to it) and the options its API offers (classification: ``k``) as keywords; ``to_json`` is one image's
     answer as the JSON object /v1 and batch results carry (classification ``{"predictions": [...]}``).
-    ``score`` gives the held-out
-    metrics (fractions) that the export records under ``metrics.<stage>``; ``metric`` names the one its gates
-    compare.
+    ``metric`` names the held-out metric (a fraction, recorded by the export under ``metrics.<stage>``)
+    that the export's gates compare.
     """
 
     name: str
@@ -44,8 +44,6 @@ class Task(Protocol):
     ) -> list[Any]: ...
 
     def to_json(self, answer: Any, manifest: Manifest) -> dict[str, Any]: ...
-
-    def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray, manifest: Manifest) -> dict[str, float]: ...
 
 
 TASKS: dict[str, Task] = {

@@ -81,9 +81,5 @@ class Classification:
     def to_json(self, answer: Any, manifest: Manifest) -> dict[str, Any]:
         return {"predictions": [p.to_json() for p in answer]}
 
-    def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray, manifest: Manifest) -> dict[str, float]:
-        """The held-out metrics the export records and gates on."""
-        return {"top1": top1(outputs[0], truth)}
-
 
 CLASSIFICATION = Classification()

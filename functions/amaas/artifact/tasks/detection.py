@@ -398,14 +398,5 @@ class ObjectDetection:
         """One image's answer as /v1 and batch results carry it."""
         return {"detections": [d.to_json() for d in answer]}
 
-    def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray, manifest: Manifest) -> dict[str, float]:
-        """Detection quality is COCO mAP, computed by the export with pycocotools
-        (``amaas_export.tasks.detection``); the serving runtime carries no metric library.
-
-        Raises:
-            NotImplementedError: Always.
-        """
-        raise NotImplementedError("detection is scored by the export (COCO mAP), not by the serving runtime")
-
 
 DETECTION = ObjectDetection()

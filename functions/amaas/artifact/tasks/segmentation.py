@@ -196,11 +196,6 @@ class SemanticSegmentation:
         ]
         return {"size": list(answer.size), "classes": classes}
 
-    def score(self, outputs: Sequence[np.ndarray], truth: np.ndarray, manifest: Manifest) -> dict[str, float]:
-        """Held-out mIoU and pixel accuracy against label maps ``truth`` (N, side, side)."""
-        predicted = masks(outputs[0], truth.shape[-1])
-        return miou_pixel_accuracy(confusion(predicted, truth, len(manifest.labels)))
-
 
 SEGMENTATION = SemanticSegmentation()
 
