@@ -87,12 +87,12 @@ def function_version() -> str:
 
 
 @contextlib.contextmanager
-def traced(step: str) -> Iterator[None]:
-    """An X-Ray subsegment ``## <step>`` around one step of a request, annotated with the served model version
-    so traces can be filtered by it during a rollout. Never given payloads. A no-op where tracing is off."""
+def traced(step: str, manifest: Manifest) -> Iterator[None]:
+    """An X-Ray subsegment ``## <step>`` around one step of a request, annotated with the version of the model
+    doing the work so traces can be filtered by it during a rollout. Never given payloads. A no-op where
+    tracing is off."""
     with tracer.provider.in_subsegment(name=f"## {step}") as subsegment:
-        if "model_version" in _served:
-            subsegment.put_annotation(key="model_version", value=_served["model_version"])
+        subsegment.put_annotation(key="model_version", value=manifest.version)
         yield
 
 

@@ -166,14 +166,14 @@ def test_one_image_exhausting_memory_or_time_costs_only_its_own_result(
     bomb = encode_image(Image.new("RGBA", (8000, 5000)), "PNG", compress_level=9)
     batch.s3.put_object(Bucket=BUCKET, Key=keys[0], Body=bomb)
     batch.s3.put_object(Bucket=BUCKET, Key=keys[1], Body=b"exhausts memory")
-    real_pixels = batch.classifier.pixels
+    real_decode = batch.classifier.decode
 
-    def pixels(data: bytes) -> Any:
+    def decode(data: bytes) -> Any:
         if data == b"exhausts memory":
             raise MemoryError
-        return real_pixels(data)
+        return real_decode(data)
 
-    monkeypatch.setattr(batch.classifier, "pixels", pixels)
+    monkeypatch.setattr(batch.classifier, "decode", decode)
     messages = [notification(k) for k in keys]
 
     # WHEN they arrive in one batch and the function's time runs short after six messages

@@ -65,13 +65,21 @@ def test_a_corrupted_model_file_is_refused_at_load(artifact: Path, tmp_path: Pat
     assert "does not match its sha256" in json.loads(response["body"])["message"]
 
 
+# A dtype no image input can have is refused by the manifest itself; a shape only the model file can contradict.
+REFUSED_DTYPE = "amaas feeds images as one of ('float32', 'uint8')"
+
+
 @pytest.mark.parametrize(
-    "change",
-    [{"dtype": "float64"}, {"shape": [-1, 3, 16, 16]}, {"dtype": "float99"}],
+    ("change", "reason"),
+    [
+        ({"dtype": "float64"}, REFUSED_DTYPE),
+        ({"shape": [-1, 3, 16, 16]}, "manifest.json and model.onnx disagree"),
+        ({"dtype": "float99"}, REFUSED_DTYPE),
+    ],
     ids=["dtype", "shape", "unknown-dtype"],
 )
 def test_a_manifest_that_disagrees_with_the_model_is_a_503_not_a_crashed_init(
-    artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]
+    artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any], reason: str
 ) -> None:
     # GIVEN an artifact whose manifest declares an input the model does not take (its files still hash right)
     broken = tmp_path / "model"
@@ -91,7 +99,7 @@ def test_a_manifest_that_disagrees_with_the_model_is_a_503_not_a_crashed_init(
         body = json.loads(response["body"])
         assert response["statusCode"] == 503
         assert body["error"] == "model_unavailable"
-        assert body["message"].endswith("manifest.json and model.onnx disagree")
+        assert body["message"].endswith(reason)
         assert not re.search(r"onnxruntime|\[ONNXRuntimeError\]|INVALID_ARGUMENT|Error\b|/", body["message"])
     ready = handler({**load_event("health"), "path": "/v2/health/ready"}, LambdaContext())
     assert ready["statusCode"] == 503 and json.loads(ready["body"]) == {"ready": False}

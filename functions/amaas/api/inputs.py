@@ -65,13 +65,15 @@ _FILE = {"type": "string", "format": "binary"}
 def image_request_body(*, several: bool) -> dict[str, Any]:
     """For the OpenAPI schema: what an image endpoint accepts (``several``: also lists of images)."""
     json_forms = [*_ONE_IMAGE, _MANY_IMAGES] if several else _ONE_IMAGE
-    multipart_forms = [{"type": "object", "required": ["image"], "properties": {"image": _FILE}}]
+    # As for JSON, a multipart body carrying both forms is refused, so each form excludes the other.
+    one_file = {"type": "object", "required": ["image"], "properties": {"image": _FILE}}
+    multipart_forms = [{**one_file, "properties": {"image": _FILE, "images": False}} if several else one_file]
     if several:
         multipart_forms.append(
             {
                 "type": "object",
                 "required": ["images"],
-                "properties": {"images": {"type": "array", "items": _FILE, "minItems": 1}},
+                "properties": {"images": {"type": "array", "items": _FILE, "minItems": 1}, "image": False},
             }
         )
     return {

@@ -34,11 +34,11 @@ from amaas.errors import AmaasError, InvalidRequestError, ModelUnavailableError
 # Decodes running at once: more would only share the same cores while multiplying peak memory (each may take
 # up to the decode budget), which is what lets a local server's thread pool take sixteen bombs at a time.
 _DECODE_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
-Span = Callable[[str], AbstractContextManager[Any]]
+Span = Callable[[str, Manifest], AbstractContextManager[Any]]
 
 
 @contextlib.contextmanager
-def _no_span(step: str) -> Iterator[None]:
+def _no_span(step: str, manifest: Manifest) -> Iterator[None]:
     yield
 
 
@@ -56,7 +56,8 @@ class Model:
     model_dir: The artifact directory (``model.onnx`` + ``manifest.json``).
     threads: ONNX Runtime intra-op threads.
     limits: What decoding one image may cost (``amaas.artifact.imaging``).
-    span: A context manager per step (``preprocess``, ``inference``): the serving side's trace subsegments.
+    span: A context manager per step (``preprocess``, ``inference``) and the manifest of the model doing it: the
+        serving side's trace subsegments.
     on_load: Called with the model once it is loaded: the serving side's log binding.
     """
 
@@ -162,7 +163,7 @@ class Model:
 
     def _prepared(self, images: Sequence[bytes]) -> tuple[np.ndarray, list[tuple[int, int]]]:
         _refuse_empty(len(images))
-        with self._span("preprocess"):
+        with self._span("preprocess", self.manifest):
             decoded = []
             for i, image in enumerate(images):
                 try:
@@ -205,7 +206,7 @@ class Model:
         _refuse_empty(len(batch))
         self.load()
         name, fixed = self.manifest.input.name, self.manifest.input.shape[0]
-        with self._span("inference"):
+        with self._span("inference", self.manifest):
             if fixed < 1 or len(batch) == fixed:
                 outputs: list[np.ndarray] = self._session.run(None, {name: batch})
                 return outputs
