@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from amaas.api.deps import AppSettings, ServedModel, loaded_for, run_blocking
 from amaas.api.inputs import IMAGE_ROUTE_ERRORS, ImageRequest, image_request_body, load_images, read_images
 from amaas.api.oip import InferRequest, Tensor
-from amaas.api.schemas import ModelRef
+from amaas.api.schemas import ModelRef, task_answer
 from amaas.artifact.manifest import Manifest
 from amaas.artifact.model import Inference, Model
 from amaas.artifact.tasks.classification import Prediction, top_k
@@ -85,19 +85,7 @@ async def classify(
     manifest = await loaded_for(request, model, "classification")
     result = await run_blocking(request, _infer, model, settings, parsed, top_k or settings.default_top_k)
     record_predictions(result.results)
-    return JSONResponse(answer(manifest, result, batch=parsed.batch))
-
-
-def answer(manifest: Manifest, result: Inference, *, batch: bool) -> dict[str, Any]:
-    """The response body: one image's predictions, or ``results`` in request order for several."""
-    ranked = [[p.to_json() for p in image] for image in result.results]
-    body: dict[str, Any] = {"model": {"name": manifest.name, "version": manifest.version}}
-    if batch:
-        body["results"] = [{"predictions": predictions} for predictions in ranked]
-    else:
-        body["predictions"] = ranked[0]
-    body.update(inference_ms=round(result.inference_ms, 3), preprocess_ms=round(result.preprocess_ms, 3))
-    return body
+    return JSONResponse(task_answer(manifest, result, batch=parsed.batch))
 
 
 def _infer(model: Model, settings: Settings, parsed: ImageRequest, k: int) -> Inference:

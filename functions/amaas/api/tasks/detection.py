@@ -20,10 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from amaas.api.deps import AppSettings, ServedModel, loaded_for, run_blocking
 from amaas.api.inputs import IMAGE_ROUTE_ERRORS, ImageRequest, image_request_body, load_images, read_images
 from amaas.api.oip import InferRequest, Tensor
-from amaas.api.schemas import ModelRef
+from amaas.api.schemas import ModelRef, task_answer
 from amaas.artifact.manifest import Manifest
 from amaas.artifact.model import Inference, Model
-from amaas.artifact.tasks import task_for
 from amaas.errors import InvalidRequestError
 from amaas.observability import record_detections
 from amaas.settings import Settings
@@ -94,20 +93,7 @@ async def detect(
     options = {"score_threshold": score_threshold, "max_detections": max_detections}
     result = await run_blocking(request, _infer, model, settings, parsed, options)
     record_detections(result.results)
-    return JSONResponse(answer(manifest, result, batch=parsed.batch))
-
-
-def answer(manifest: Manifest, result: Inference, *, batch: bool) -> dict[str, Any]:
-    """The response body: one image's detections, or ``results`` in request order for several."""
-    task = task_for(manifest.task)
-    found = [task.to_json(detections, manifest) for detections in result.results]
-    body: dict[str, Any] = {"model": {"name": manifest.name, "version": manifest.version}}
-    if batch:
-        body["results"] = found
-    else:
-        body.update(found[0])
-    body.update(inference_ms=round(result.inference_ms, 3), preprocess_ms=round(result.preprocess_ms, 3))
-    return body
+    return JSONResponse(task_answer(manifest, result, batch=parsed.batch))
 
 
 def _infer(model: Model, settings: Settings, parsed: ImageRequest, options: dict[str, Any]) -> Inference:

@@ -22,11 +22,9 @@ from amaas.api.deps import AppSettings, ServedModel, loaded_for, run_blocking
 from amaas.api.errors import documented
 from amaas.api.inputs import IMAGE_ROUTE_ERRORS, image_request_body, load_images, read_images
 from amaas.api.oip import InferRequest, Tensor
-from amaas.api.schemas import ModelRef
+from amaas.api.schemas import ModelRef, task_answer
 from amaas.artifact import imaging
 from amaas.artifact.manifest import Manifest
-from amaas.artifact.model import Inference
-from amaas.artifact.tasks import task_for
 from amaas.artifact.tasks.segmentation import (
     Segmentation,
     SegmentationConfig,
@@ -104,24 +102,11 @@ async def segment(
     result = await run_blocking(request, model.infer, images)
     _record(manifest, result.results)
     if not png:
-        return JSONResponse(answer(manifest, result, batch=parsed.batch))
+        return JSONResponse(task_answer(manifest, result, batch=parsed.batch))
     (segmentation,) = result.results
     body = await run_blocking(request, _png, manifest, settings, segmentation, images[0] if overlay else None)
     headers = {"x-amaas-model": manifest.name, "x-amaas-version": manifest.version}
     return Response(content=body, media_type=PNG, headers=headers)
-
-
-def answer(manifest: Manifest, result: Inference, *, batch: bool) -> dict[str, Any]:
-    """The JSON body: one image's size and class areas, or ``results`` in request order for several."""
-    task = task_for(manifest.task)
-    areas = [task.to_json(segmentation, manifest) for segmentation in result.results]
-    body: dict[str, Any] = {"model": {"name": manifest.name, "version": manifest.version}}
-    if batch:
-        body["results"] = areas
-    else:
-        body.update(areas[0])
-    body.update(inference_ms=round(result.inference_ms, 3), preprocess_ms=round(result.preprocess_ms, 3))
-    return body
 
 
 def _png(manifest: Manifest, settings: Settings, segmentation: Segmentation, original: bytes | None) -> bytes:
