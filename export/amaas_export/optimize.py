@@ -82,3 +82,32 @@ def optimize_offline(src: Path, dst: Path, level: str) -> None:
     options.optimized_model_filepath = str(dst)
     options.log_severity_level = 3
     ort.InferenceSession(str(src), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def end_at_argmax(src: Path, dst: Path, name: str) -> None:
+    """Rewrites ``src``, whose first output is logits ``[N, classes, H, W]``, to output their label map instead:
+    ``ArgMax`` over axis 1 (the first of equal values wins) and a ``Cast`` to uint8, as ``name`` ``[N, H, W]``.
+
+    Raises:
+        ValueError: More than 256 classes (a uint8 label map cannot hold them) or not a 4-D first output.
+    """
+    model = onnx.load(str(src))
+    graph = model.graph
+    logits = graph.output[0]
+    dims = logits.type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ValueError(f"{logits.name} has {len(dims)} dimensions; a label map is taken from [N, classes, H, W]")
+    if dims[1].dim_value > 256:
+        raise ValueError(f"{dims[1].dim_value} classes do not fit a uint8 label map")
+    index = f"{name}_index"
+    graph.node.extend(
+        [
+            helper.make_node("ArgMax", [logits.name], [index], axis=1, keepdims=0, name=f"{name}_argmax"),
+            helper.make_node("Cast", [index], [name], to=TensorProto.UINT8, name=f"{name}_uint8"),
+        ]
+    )
+    shape = [d.dim_param or d.dim_value or None for i, d in enumerate(dims) if i != 1]
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(name, TensorProto.UINT8, shape))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))

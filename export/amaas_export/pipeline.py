@@ -59,6 +59,7 @@ def run_export(config: ExportConfig, log: Log = print) -> ExportResult:
         served = stages[-1]
 
         final = serving.finalize(config, prepared, served, work, log)
+        prepared = final.prepared  # the served file's outputs and task_config
         check_size(final.path.stat().st_size, config.max_size_mb)
         rows = package.reports(prepared, stages)
         log("stages:\n" + "\n".join(f"  {_row(r)}" for r in rows))

@@ -1,7 +1,7 @@
 """Segmentation end to end: `amaas export --task segmentation` makes an artifact whose manifest, card and golden
 samples describe a segmenter, and the server answers `POST /v1/segment` with masks at the original image's
-size, per-class areas, overlays, raw /v2 logits and task-shaped batch results; the pre-traffic check compares
-masks."""
+size, per-class areas, overlays, the graph's raw /v2 label maps and task-shaped batch results; the pre-traffic
+check compares masks."""
 
 from __future__ import annotations
 
@@ -89,8 +89,13 @@ def test_the_artifact_describes_a_segmenter_with_its_metrics_per_stage(segmenter
 
     assert manifest.task == "segmentation"
     assert manifest.labels == scenes.LABELS
-    assert manifest.output.shape == (-1, len(scenes.LABELS), -1, -1)
-    assert manifest.task_config == {"logits_stride": 1, "background": 0}
+    # the served graph ends at the label map (argmax in the graph); every earlier stage at the logits
+    assert (manifest.output.name, manifest.output.shape, manifest.output.dtype) == (
+        "classes",
+        (-1, SIDE, SIDE),
+        "uint8",
+    )
+    assert manifest.task_config == {"logits_stride": 1, "background": 0, "output": "classes"}
     assert manifest.preprocessing.resize_mode == "stretch" and manifest.preprocessing.crop == SIDE
     for stage in ("fp32", "int8", "served"):
         assert 0 <= manifest.metrics[stage]["miou"] <= 1 and 0 <= manifest.metrics[stage]["pixel_accuracy"] <= 1
@@ -182,9 +187,11 @@ def test_routes_of_another_task_refuse_with_a_stable_code(client: LambdaClient) 
     assert "segmentation" in response.json()["message"]
 
 
-def test_v2_serves_the_raw_logits_with_their_shape(client: LambdaClient, segmenter: Path) -> None:
+def test_v2_serves_the_label_map_the_graph_ends_at_and_v1_answers_the_same_mask(
+    client: LambdaClient, segmenter: Path
+) -> None:
     manifest = read_manifest(segmenter)
-    png = encode_image(scene_photo(64, 64))
+    png = encode_image(scene_photo(SIDE, SIDE))
     encoded = base64.b64encode(png).decode()
     base64_bytes = {"content_type": "base64"}
     body = {
@@ -195,9 +202,12 @@ def test_v2_serves_the_raw_logits_with_their_shape(client: LambdaClient, segment
 
     assert response.status_code == 200, response.content
     (output,) = response.json()["outputs"]
-    assert output["name"] == manifest.output.name and output["shape"] == [1, len(manifest.labels), SIDE, SIDE]
-    logits = np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
-    np.testing.assert_allclose(logits, Model(segmenter).predict(Model(segmenter).preprocess([png]))[0], atol=1e-4)
+    assert output == {**output, "name": "classes", "datatype": "UINT8", "shape": [1, SIDE, SIDE]}
+    label_map = np.asarray(output["data"], dtype=np.uint8).reshape(output["shape"])
+    assert set(np.unique(label_map)) <= set(range(len(manifest.labels)))
+    as_png = client.post("/v1/segment", png, headers={"accept": "image/png"})
+    with Image.open(io.BytesIO(as_png.content)) as mask:
+        np.testing.assert_array_equal(np.asarray(mask), label_map[0])
 
 
 def test_batch_results_carry_each_images_areas_or_its_error(segmenter: Path) -> None:

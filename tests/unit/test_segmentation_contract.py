@@ -8,16 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 import torch
 import torch.nn.functional as F
+from onnx import TensorProto, helper
 from PIL import Image
 
 from amaas.artifact.manifest import Manifest
+from amaas.artifact.session import create_session
 from amaas.artifact.tasks.segmentation import (
     IGNORE_INDEX,
     Segmentation,
     confusion,
+    masks,
     miou_pixel_accuracy,
     upsample_bilinear,
 )
@@ -25,6 +29,7 @@ from amaas.errors import ManifestError
 from amaas_export.data import masks as mask_data
 from amaas_export.data import scenes
 from amaas_export.errors import DataError
+from amaas_export.optimize import end_at_argmax
 from tests.helpers import encode_image
 
 STRETCH = {"resize": 32, "crop": 32, "mean": [0, 0, 0], "std": [1, 1, 1], "resize_mode": "stretch"}
@@ -50,6 +55,11 @@ def test_a_segmenter_manifest_round_trips_with_its_task_section() -> None:
 
     assert manifest.task_config == {"logits_stride": 1, "background": 0}
     assert Manifest.from_dict(manifest.to_dict()) == manifest
+    classes = {"name": "classes", "shape": [-1, 32, 32], "dtype": "uint8"}
+    ends_at_argmax = Manifest.from_dict(
+        segmenter_manifest(task_config={"logits_stride": 1, "background": 0, "output": "classes"}, output=classes)
+    )
+    assert Manifest.from_dict(ends_at_argmax.to_dict()) == ends_at_argmax
 
 
 @pytest.mark.parametrize(
@@ -59,6 +69,16 @@ def test_a_segmenter_manifest_round_trips_with_its_task_section() -> None:
         ({"task_config": {"background": 7}}, "background"),
         ({"task_config": {"anchors": []}}, "unknown segmentation fields"),
         ({"output": {"name": "logits", "shape": [-1, 3], "dtype": "float32"}}, "[N, 3, h, w]"),
+        ({"task_config": {"output": "probabilities"}}, "output must be one of logits, classes"),
+        ({"task_config": {"output": "classes", "logits_stride": 4}}, "stride 1"),
+        ({"task_config": {"output": "classes"}}, "uint8 label maps [N, 32, 32]; the manifest says float32"),
+        (
+            {
+                "task_config": {"output": "classes"},
+                "output": {"name": "classes", "shape": [-1, 3, 32, 32], "dtype": "uint8"},
+            },
+            "uint8 label maps [N, 32, 32]",
+        ),
         ({"preprocessing": {**STRETCH, "resize_mode": "crop"}}, "stretch"),
         ({"preprocessing": {**STRETCH, "resize": 40}}, "resize == crop"),
         ({"task": "pose"}, "not one this runtime serves"),
@@ -79,6 +99,42 @@ def test_a_mask_maps_back_to_any_original_size_and_counts_without_building_it() 
     # nearest neighbour as Pillow does it
     expected = Image.frombytes("L", (8, 8), mask.tobytes()).resize((13, 5), Image.Resampling.NEAREST)
     np.testing.assert_array_equal(Segmentation(mask, (13, 5)).full_mask(), np.asarray(expected))
+
+
+def test_a_graph_ended_at_argmax_answers_the_label_map_the_server_would_compute(tmp_path: Path) -> None:
+    # GIVEN logits from a graph, with exact ties between classes in some pixels, for a dynamic batch
+    logits = np.random.default_rng(2).integers(-2, 3, (3, 4, 6, 6)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["logits"])],
+        "logits",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4, 6, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4, 6, 6])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "logits.onnx"))
+
+    # WHEN the export ends it at the label map
+    end_at_argmax(tmp_path / "logits.onnx", tmp_path / "classes.onnx", "classes")
+
+    # THEN it answers uint8 label maps [N, H, W], the first of tied classes winning, as numpy's argmax does
+    session = create_session(tmp_path / "classes.onnx", threads=1)
+    assert [(o.name, o.type, o.shape) for o in session.get_outputs()] == [("classes", "tensor(uint8)", ["batch", 6, 6])]
+    (classes,) = session.run(None, {"input": logits})
+    assert classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes, masks(logits, 6))
+    assert (np.sort(logits, axis=1)[:, -1] == np.sort(logits, axis=1)[:, -2]).any(), "the fixture has ties"
+
+
+def test_more_classes_than_a_byte_holds_keep_their_logits(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["logits"])],
+        "logits",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 300, 2, 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 300, 2, 2])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "logits.onnx"))
+
+    with pytest.raises(ValueError, match="300 classes do not fit a uint8 label map"):
+        end_at_argmax(tmp_path / "logits.onnx", tmp_path / "classes.onnx", "classes")
 
 
 def test_low_resolution_logits_are_upsampled_as_torch_does() -> None:

@@ -79,3 +79,10 @@ class Stage:
     spec: TensorSpec
     model: nn.Module | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+def graph_output_names(path: Path) -> tuple[str, ...]:
+    """The output names of an ONNX file, in order, read from its graph alone."""
+    import onnx
+
+    return tuple(str(output.name) for output in onnx.load(str(path), load_external_data=False).graph.output)

@@ -30,7 +30,7 @@ from amaas_export.config import ExportConfig, write_config_file
 from amaas_export.errors import ConfigError
 from amaas_export.measure import StageReport, graph_stats, latencies_ms
 from amaas_export.sources import SourcePlan
-from amaas_export.stages.common import Log, Prepared, Stage
+from amaas_export.stages.common import Log, Prepared, Stage, graph_output_names
 from amaas_export.stages.prune import Pruned
 from amaas_export.stages.quantize import Quantized
 from amaas_export.stages.serving import ServingFile
@@ -125,7 +125,8 @@ def _manifest(config: ExportConfig, prepared: Prepared, run: Run, model_path: Pa
     if config.weights is not None and run.plan.pretrained is None:
         weights = {"path": config.weights, "sha256": sha256_file(Path(config.weights))}
     labels = prepared.dataset.labels
-    outputs = prepared.task.output_specs(labels, prepared.prep.crop, _output_names(model_path))
+    names = graph_output_names(model_path)
+    outputs = prepared.task.output_specs(labels, prepared.prep.crop, names, prepared.task_config)
     return Manifest(
         name=config.model_name,
         version=config.version or sha[:12],
@@ -166,12 +167,6 @@ def _manifest(config: ExportConfig, prepared: Prepared, run: Run, model_path: Pa
             PROVENANCE: {"export": config.to_dict(), "weights": weights},
         },
     )
-
-
-def _output_names(path: Path) -> tuple[str, ...]:
-    import onnx
-
-    return tuple(str(output.name) for output in onnx.load(str(path), load_external_data=False).graph.output)
 
 
 def _library_versions() -> dict[str, Any]:

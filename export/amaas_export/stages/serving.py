@@ -4,7 +4,7 @@ for), and ONNX Runtime's portable graph rewrites baked in, checked to change not
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from amaas_export.config import ExportConfig
 from amaas_export.errors import GateError
 from amaas_export.measure import round_robin_ms, session_create_ms
 from amaas_export.optimize import fold_normalization, optimize_offline
-from amaas_export.stages.common import Log, Prepared, Stage
+from amaas_export.stages.common import Log, Prepared, Stage, graph_output_names
 
 FOLD_MIN_GAIN = 0.03
 
@@ -27,6 +27,8 @@ class ServingFile:
     score, metrics: Its held-out scores; the gated one within 0.2 points of the stage it was made from.
     folded: Whether normalisation was folded into the graph.
     optimization: What the manifest records under ``optimization``.
+    prepared: What the package describes the file with: the outputs and ``task_config`` after the task
+        finished the graph (``ExportTask.finish_graph``).
     """
 
     path: Path
@@ -35,6 +37,7 @@ class ServingFile:
     folded: bool
     optimization: dict[str, Any]
     metrics: Mapping[str, float]
+    prepared: Prepared
 
 
 def finalize(config: ExportConfig, prepared: Prepared, served: Stage, work: Path, log: Log) -> ServingFile:
@@ -60,6 +63,12 @@ def finalize(config: ExportConfig, prepared: Prepared, served: Stage, work: Path
             f"fold normalization: normalize+run {float_ms:.3f} ms vs uint8 in-graph {uint8_ms:.3f} ms "
             f"→ {'folded' if fold['applied'] else 'kept outside the graph'}"
         )
+    finished = work / "finished.onnx"
+    task_config = prepared.task.finish_graph(path, finished, prepared.task_config)
+    if task_config is not None:
+        path = finished
+        prepared = replace(prepared, output_names=graph_output_names(finished), task_config=task_config)
+        log(f"finish: the graph ends at {', '.join(prepared.output_names)} ({prepared.task.name} post-processing)")
     optimization: dict[str, Any] = {"fold_normalization": fold, "offline_level": config.optimize}
     if config.optimize != "none":
         optimized = work / "optimized.onnx"
@@ -74,4 +83,4 @@ def finalize(config: ExportConfig, prepared: Prepared, served: Stage, work: Path
             f"the optimized file scores {final.score:.2%} but its {served.name} stage scored {served.score:.2%}; "
             "a graph rewrite changed the model. Export with --optimize none --fold-normalization off."
         )
-    return ServingFile(path, spec, final.score, bool(fold["applied"]), optimization, final.metrics)
+    return ServingFile(path, spec, final.score, bool(fold["applied"]), optimization, final.metrics, prepared)

@@ -79,8 +79,14 @@ class ExportTask(Protocol):
         """Compares the ONNX file with torch on ``batch`` on the task's own outputs; returns the figure the
         manifest records as ``parity``; raises ``GateError`` past ``tolerance``."""
 
-    def output_specs(self, labels: tuple[str, ...], side: int, names: tuple[str, ...]) -> tuple[TensorSpec, ...]:
+    def output_specs(
+        self, labels: tuple[str, ...], side: int, names: tuple[str, ...], task_config: Mapping[str, Any]
+    ) -> tuple[TensorSpec, ...]:
         """The manifest's ``output`` and ``extra_outputs`` for graph outputs ``names``."""
+
+    def finish_graph(self, path: Path, out: Path, task_config: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Writes to ``out`` the served graph with the task's post-processing that belongs in it appended, and
+        returns the ``task_config`` that describes it; ``None`` (nothing written) when the graph ships as is."""
 
     def task_config(self, model: nn.Module | None, side: int, declared: Mapping[str, Any]) -> dict[str, Any]:
         """The manifest's ``task_config`` (empty for classification), from the torch model (``None`` for
@@ -128,7 +134,7 @@ def stage_manifest(
     task_config: Mapping[str, Any],
 ) -> Manifest:
     """An in-memory manifest for a stage's file, so it is evaluated through the serving ``Model``."""
-    outputs = task.output_specs(labels, prep.crop, output_names)
+    outputs = task.output_specs(labels, prep.crop, output_names, task_config)
     return Manifest(
         name="stage",
         version="stage",

@@ -90,8 +90,13 @@ class ClassificationExport:
 
         return check_parity(path, model, batch, tolerance)
 
-    def output_specs(self, labels: tuple[str, ...], side: int, names: tuple[str, ...]) -> tuple[TensorSpec, ...]:
+    def output_specs(
+        self, labels: tuple[str, ...], side: int, names: tuple[str, ...], task_config: Mapping[str, Any]
+    ) -> tuple[TensorSpec, ...]:
         return (TensorSpec(names[0], (-1, len(labels)), "float32"),)
+
+    def finish_graph(self, path: Path, out: Path, task_config: Mapping[str, Any]) -> dict[str, Any] | None:
+        return None
 
     def task_config(self, model: nn.Module | None, side: int, declared: Mapping[str, Any]) -> dict[str, Any]:
         if declared:

@@ -156,7 +156,9 @@ class DetectionExport:
             )
         return worst
 
-    def output_specs(self, labels: tuple[str, ...], side: int, names: tuple[str, ...]) -> tuple[TensorSpec, ...]:
+    def output_specs(
+        self, labels: tuple[str, ...], side: int, names: tuple[str, ...], task_config: Mapping[str, Any]
+    ) -> tuple[TensorSpec, ...]:
         if len(names) == 2:  # SSD heads, anchors fixed by the side
             return (
                 TensorSpec(names[0], (-1, -1, 4), "float32"),
@@ -167,6 +169,9 @@ class DetectionExport:
             TensorSpec(names[1], (1, -1), "float32"),
             TensorSpec(names[2], (1, -1), "int64"),
         )
+
+    def finish_graph(self, path: Path, out: Path, task_config: Mapping[str, Any]) -> dict[str, Any] | None:
+        return None
 
     def task_config(self, model: nn.Module | None, side: int, declared: Mapping[str, Any]) -> dict[str, Any]:
         """Thresholds and caps from the detector itself (IoU, candidates per class, box coder) and the default

@@ -136,17 +136,19 @@ def _record(manifest: Manifest, results: Sequence[Segmentation]) -> None:
 
 
 def oip_outputs(manifest: Manifest, parsed: InferRequest, outputs: Sequence[np.ndarray]) -> list[tuple[Tensor, bool]]:
-    """The ``/v2`` outputs asked for: the logits ``[N, classes, h, w]`` as the model answered them."""
+    """The ``/v2`` outputs asked for: what the graph ends at, as the model answered it: the uint8 label maps
+    ``[N, side, side]`` of a finished graph, or logits ``[N, classes, h, w]``."""
     name = manifest.output.name
-    logits = np.ascontiguousarray(outputs[0], dtype=np.float32)
+    classes = SegmentationConfig.from_manifest(manifest).output == "classes"
+    value = np.ascontiguousarray(outputs[0], dtype=np.uint8 if classes else np.float32)
+    tensor = Tensor(name, "UINT8" if classes else "FP32", tuple(value.shape), value)
     if not parsed.outputs:
-        return [(Tensor(name, "FP32", tuple(logits.shape), logits), parsed.binary_outputs)]
+        return [(tensor, parsed.binary_outputs)]
     answered = []
     for out in parsed.outputs:
         if out.name != name:
             raise InvalidRequestError(f"unknown output {out.name}; this model outputs {name}")
         if out.classification:
             raise InvalidRequestError("the classification extension is for classification models")
-        binary = parsed.binary_outputs if out.binary is None else out.binary
-        answered.append((Tensor(name, "FP32", tuple(logits.shape), logits), binary))
+        answered.append((tensor, parsed.binary_outputs if out.binary is None else out.binary))
     return answered
