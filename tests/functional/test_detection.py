@@ -21,6 +21,7 @@ from amaas.artifact.tasks.detection import DetectionConfig, decode_ssd
 from amaas.rollout import api_event, check_version
 from amaas.settings import Settings
 from amaas_export.data import scenes
+from tests.functional.conftest import Export
 from tests.helpers import LambdaContext, encode_image
 
 # Tiny on purpose (CI budget): 48 scenes at 64 px, one epoch. Boxes are then few and weak, so tests that need
@@ -206,3 +207,36 @@ def test_batch_results_carry_each_images_detections_or_its_error(detector: Path)
     assert [r["status"] for r in results] == ["ok", "error"] and results[1]["error"] == "invalid_image"
     (alone,) = model.infer([image]).results
     assert results[0]["detections"] == [d.to_json() for d in alone]
+
+
+def test_an_onnx_detector_imports_with_its_layout_declared_and_answers_as_the_original(
+    detector: Path, export: Export, tmp_path: Path
+) -> None:
+    # GIVEN the SSD heads of an exported detector as a plain ONNX file, and the layout its outputs follow
+    original = read_manifest(detector)
+    (tmp_path / "labels.txt").write_text("\n".join(original.labels) + "\n")
+    (tmp_path / "layout.json").write_text(json.dumps(original.task_config))
+    prep = original.preprocessing
+    common = ("--task", "detection", "--data", DETECTOR_EXPORT["data"], "--quantize", "none")
+    onnx_args = ("--from-onnx", str(detector / "model.onnx"), "--labels", str(tmp_path / "labels.txt"))
+    onnx_args += ("--mean", *map(str, prep.mean), "--std", *map(str, prep.std))
+
+    # WHEN it is imported with the task and the layout declared
+    imported = export(*common, *onnx_args, "--task-config", str(tmp_path / "layout.json"))
+
+    # THEN it is scored on the same held-out scenes as the original was and detects the same boxes
+    assert imported.code == 0, imported.stderr
+    manifest = imported.manifest
+    assert manifest.task == "detection" and manifest.task_config == original.task_config
+    assert manifest.metrics["served"]["map50"] == pytest.approx(original.metrics["served"]["map50"], abs=1e-6)
+    scene = encode_image(Image.fromarray(scenes.scene(3, split="test", size=64).image).resize((150, 100)))
+    answers = [
+        Model(path).infer([scene], score_threshold=0.0, max_detections=5).results[0]
+        for path in (detector, imported.out)
+    ]
+    assert [d.index for d in answers[1]] == [d.index for d in answers[0]] and answers[0]
+    np.testing.assert_allclose([d.box for d in answers[1]], [d.box for d in answers[0]], atol=1e-3)
+    # AND a layout that does not fit the file is refused by name, before anything is written
+    (tmp_path / "layout.json").write_text(json.dumps({**original.task_config, "layout": "yolo"}))
+    refused = export(*common, *onnx_args, "--task-config", str(tmp_path / "layout.json"))
+    assert refused.code == 1 and "layout" in refused.stderr and not refused.out.exists()

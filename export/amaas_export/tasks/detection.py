@@ -16,6 +16,7 @@ from amaas.artifact.golden import GOLDEN_DIR, GoldenSample, write_golden
 from amaas.artifact.manifest import Preprocessing, TensorSpec
 from amaas.artifact.model import Model
 from amaas.artifact.tasks.detection import DetectionConfig, decode_boxes_layout, decode_ssd
+from amaas.errors import ManifestError
 from amaas_export.config import Training
 from amaas_export.data import Dataset, ImageSet
 from amaas_export.data import detection as box_data
@@ -179,8 +180,11 @@ class DetectionExport:
         declared (``--task-config``)."""
         from amaas_export.tasks.detection_models import detection_config
 
-        if model is None:
-            return DetectionConfig(**declared).to_dict()  # an imported file: what the user declares
+        if model is None:  # an imported file: what the user declares
+            try:
+                return DetectionConfig.parse(declared).to_dict()
+            except ManifestError as exc:
+                raise ConfigError(f"--task-config: {exc.message}") from exc
         return detection_config(model, side, declared).to_dict()
 
     def evaluate(self, model: Model, test: ImageSet) -> dict[str, float]:

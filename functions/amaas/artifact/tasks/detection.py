@@ -170,7 +170,16 @@ class DetectionConfig:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> DetectionConfig:
-        return _config(manifest.task_config)
+        return cls.parse(manifest.task_config)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> DetectionConfig:
+        """``task_config`` as JSON holds it (a manifest's, or a user's ``--task-config``), parsed and checked.
+
+        Raises:
+            ManifestError: An unknown field, or a value of the wrong type or range.
+        """
+        return _config(data)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
