@@ -101,16 +101,22 @@ def test_a_mask_maps_back_to_any_original_size_and_counts_without_building_it() 
     np.testing.assert_array_equal(Segmentation(mask, (13, 5)).full_mask(), np.asarray(expected))
 
 
-def test_a_graph_ended_at_argmax_answers_the_label_map_the_server_would_compute(tmp_path: Path) -> None:
-    # GIVEN logits from a graph, with exact ties between classes in some pixels, for a dynamic batch
-    logits = np.random.default_rng(2).integers(-2, 3, (3, 4, 6, 6)).astype(np.float32)
+def logits_graph(path: Path, *, classes: int, side: int) -> None:
+    """A graph whose logits ``[batch, classes, side, side]`` are its input."""
+    shape = ["batch", classes, side, side]
     graph = helper.make_graph(
         [helper.make_node("Identity", ["input"], ["logits"])],
         "logits",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4, 6, 6])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4, 6, 6])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, shape)],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "logits.onnx"))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_a_graph_ended_at_argmax_answers_the_label_map_the_server_would_compute(tmp_path: Path) -> None:
+    # GIVEN logits from a graph, with exact ties between classes in some pixels, for a dynamic batch
+    logits = np.random.default_rng(2).integers(-2, 3, (3, 4, 6, 6)).astype(np.float32)
+    logits_graph(tmp_path / "logits.onnx", classes=4, side=6)
 
     # WHEN the export ends it at the label map
     end_at_argmax(tmp_path / "logits.onnx", tmp_path / "classes.onnx", "classes")
@@ -125,13 +131,7 @@ def test_a_graph_ended_at_argmax_answers_the_label_map_the_server_would_compute(
 
 
 def test_more_classes_than_a_byte_holds_keep_their_logits(tmp_path: Path) -> None:
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["input"], ["logits"])],
-        "logits",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 300, 2, 2])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 300, 2, 2])],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "logits.onnx"))
+    logits_graph(tmp_path / "logits.onnx", classes=300, side=2)
 
     with pytest.raises(ValueError, match="300 classes do not fit a uint8 label map"):
         end_at_argmax(tmp_path / "logits.onnx", tmp_path / "classes.onnx", "classes")
