@@ -51,7 +51,7 @@ def photo_640x480() -> bytes:
 
 def export(arch: str, args: argparse.Namespace, out: Path) -> tuple[float, float]:
     """Wall and CPU seconds of one export (the CPU time says what the export costs on a busy machine)."""
-    from amaas_export.config import ExportConfig
+    from amaas_export.config import ExportConfig, QuantizationConfig
     from amaas_export.pipeline import run_export
 
     weights = dict(w.split("=", 1) for w in args.weights).get(arch)
@@ -65,6 +65,7 @@ def export(arch: str, args: argparse.Namespace, out: Path) -> tuple[float, float
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         weights=weights,
+        quantization=QuantizationConfig(mode=args.quantize),
     )
     started, cpu = time.perf_counter(), time.process_time()
     run_export(config, log=lambda line: print(f"    {line}", flush=True))
@@ -124,6 +125,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=4e-3)
     parser.add_argument("--weights", nargs="*", default=[], help="ARCH=state_dict.pt")
+    parser.add_argument(
+        "--quantize",
+        choices=("auto", "int8", "none"),
+        default="auto",
+        help="auto: every INT8 candidate is measured and recorded, the float model ships if none passes the gate",
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--work", type=Path, default=REPO / "dist" / "bench-detection")
     parser.add_argument("--model-dir", type=Path, nargs="*", default=[], help="measure these artifacts, no export")
@@ -156,7 +163,12 @@ def main() -> None:
                 f"INT8 vs FP32: latency {ratio:.2f}x (goal <= 0.6x); mAP@.5 {int8['map50']:.4f} vs "
                 f"{fp32['map50']:.4f}, drop {drop:+.2f} points (goal INT8 >= 0.80, drop <= 1.0)"
             )
-        print(f"graph: {graph_summary(out / 'model.onnx')}")
+        for row in manifest.details.get("quantization", {}).get("candidates", []):
+            print(
+                f"  INT8 candidate {row['settings']}: mAP@.5 {row['map50']:.4f} ({-row['drop_points']:+.2f} points), "
+                f"{row['latency_ms']:.3f} ms"
+            )
+        print(f"served: {manifest.metrics['served']['stage']}; graph: {graph_summary(out / 'model.onnx')}")
         floor, handler, p99, found = serving(out, args.requests)
         print(
             f"warm /v1/detect on a 640x480 JPEG (n={args.requests}): ORT floor p50 {floor:.2f} ms, Lambda handler "
