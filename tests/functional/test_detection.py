@@ -240,3 +240,52 @@ def test_an_onnx_detector_imports_with_its_layout_declared_and_answers_as_the_or
     (tmp_path / "layout.json").write_text(json.dumps({**original.task_config, "layout": "yolo"}))
     refused = export(*common, *onnx_args, "--task-config", str(tmp_path / "layout.json"))
     assert refused.code == 1 and "layout" in refused.stderr and not refused.out.exists()
+
+
+def write_coco(root: Path, count: dict[str, int]) -> None:
+    """A COCO tree of synthetic scenes at 96 px: ``annotations/instances_<split>.json`` (category ids 11-14,
+    boxes as ``[x, y, width, height]``) and ``<split>/*.jpg``."""
+    categories = [{"id": 10 + i, "name": name} for i, name in enumerate(scenes.LABELS) if i]
+    (root / "annotations").mkdir(parents=True)
+    for split, n in count.items():
+        (root / split).mkdir()
+        images, annotations = [], []
+        for i, scene in enumerate(scenes.scenes(n, split="train" if split.startswith("train") else "test", size=96)):
+            Image.fromarray(scene.image).save(root / split / f"{i:06d}.jpg", quality=95)
+            images.append({"id": i, "file_name": f"{i:06d}.jpg", "width": 96, "height": 96})
+            for box, label in zip(scene.boxes.tolist(), scene.labels.tolist(), strict=True):
+                x0, y0, x1, y1 = box
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": i,
+                        "category_id": 10 + label,
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "area": (x1 - x0) * (y1 - y0),
+                        "iscrowd": 0,
+                    }
+                )
+        document = {"images": images, "annotations": annotations, "categories": categories}
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(document))
+
+
+def test_a_coco_dataset_on_disk_exports_to_a_served_detector(export: Export, tmp_path: Path) -> None:
+    # GIVEN a COCO tree (instances JSON + JPEGs) with its own category ids
+    write_coco(tmp_path / "coco", {"train2017": 32, "val2017": 12})
+
+    # WHEN a detector is exported from it
+    run = export(
+        "--task", "detection", "--arch", DETECTOR_EXPORT["arch"], "--data", f"coco:{tmp_path / 'coco'}",
+        "--image-size", "64", "--epochs", "1", "--batch-size", "16", "--quantize", "none",
+    )  # fmt: skip
+
+    # THEN its labels are the categories in id order after background, it was scored on the val split, and
+    # it serves /v1/detect with boxes in the original image's pixels
+    assert run.code == 0, run.stderr
+    manifest = run.manifest
+    assert manifest.labels == scenes.LABELS
+    assert manifest.details["data"] == {"kind": "coco", "train_images": 32, "held_out_images": 12}
+    assert 0 <= manifest.metrics["served"]["map50"] <= 1
+    photo = encode_image(Image.open(tmp_path / "coco" / "val2017" / "000000.jpg").resize((200, 120)))
+    (answer,) = Model(run.out).infer([photo], score_threshold=0.0, max_detections=3).results
+    assert answer and all(0 <= d.box[0] <= d.box[2] <= 200 and 0 <= d.box[1] <= d.box[3] <= 120 for d in answer)
