@@ -314,3 +314,33 @@ def test_a_users_module_and_its_onnx_file_export_with_the_stride_they_have(
     (tmp_path / "layout.json").write_text('{"logits_stride": "four"}')
     refused = export(*common, *onnx_args, "--task-config", str(tmp_path / "layout.json"))
     assert refused.code == 1 and "--task-config: manifest task_config.logits_stride must be" in refused.stderr
+
+
+def test_a_masks_folder_on_disk_exports_to_a_served_segmenter(export: Export, tmp_path: Path) -> None:
+    # GIVEN the masks layout: labels.txt, train/ and val/ of images/x.jpg + masks/x.png (palette label indices)
+    root = tmp_path / "defects"
+    (root / "labels.txt").parent.mkdir()
+    (root / "labels.txt").write_text("\n".join(scenes.LABELS) + "\n")
+    for split, n in (("train", 24), ("val", 8)):
+        for i, scene in enumerate(scenes.scenes(n, split="train" if split == "train" else "test", size=80)):
+            (root / split / "images").mkdir(parents=True, exist_ok=True)
+            (root / split / "masks").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(scene.image).save(root / split / "images" / f"{i}.jpg", quality=95)
+            (root / split / "masks" / f"{i}.png").write_bytes(mask_png(scene.mask))
+
+    # WHEN a segmenter is exported from it
+    run = export(
+        "--task", "segmentation", "--arch", "lraspp_mobilenet_v3_large", "--data", f"masks:{root}",
+        "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quantize", "none",
+    )  # fmt: skip
+
+    # THEN it carries the folder's labels, was scored on val/, and serves masks at the original size
+    assert run.code == 0, run.stderr
+    manifest = run.manifest
+    assert manifest.labels == scenes.LABELS
+    assert manifest.details["data"] == {"kind": "masks", "train_images": 24, "held_out_images": 8}
+    assert 0 <= manifest.metrics["served"]["miou"] <= 1
+    photo = encode_image(Image.open(root / "val" / "images" / "0.jpg").resize((120, 90)))
+    answer = LambdaClient(Settings(model_dir=run.out)).post("/v1/segment", photo, headers={"accept": "image/png"})
+    with Image.open(io.BytesIO(answer.content)) as mask:
+        assert answer.status_code == 200 and mask.size == (120, 90) and mask.mode == "P"
