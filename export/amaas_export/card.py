@@ -140,6 +140,9 @@ def _quantization(details: dict[str, Any], key: str) -> list[str]:
         title = f"Held-out {metric_title(key)}"
         lines += ["", f"| Candidate | {title} | Drop (points) | Latency p50 |", "| --- | ---: | ---: | ---: |"]
         for c in quant["candidates"]:
+            if "error" in c:
+                lines.append(f"| {c['settings']} | could not be calibrated: {c['error']} | | |")
+                continue
             chosen = " (chosen)" if c["settings"] == quant.get("chosen") else ""
             lines.append(
                 f"| {c['settings']}{chosen} | {c[key]:.2%} | {c['drop_points']:.2f} | {c['latency_ms']:.3f} ms |"

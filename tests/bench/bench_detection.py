@@ -168,6 +168,9 @@ def main() -> None:
                 f"{fp32['map50']:.4f}, drop {drop:+.2f} points (goal INT8 >= 0.80, drop <= 1.0)"
             )
         for row in manifest.details.get("quantization", {}).get("candidates", []):
+            if "error" in row:
+                print(f"  INT8 candidate {row['settings']}: could not be calibrated ({row['error']})")
+                continue
             print(
                 f"  INT8 candidate {row['settings']}: mAP@.5 {row['map50']:.4f} ({-row['drop_points']:+.2f} points), "
                 f"{row['latency_ms']:.3f} ms"

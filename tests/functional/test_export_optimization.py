@@ -231,3 +231,34 @@ def test_offline_optimization_is_baked_in_or_left_out(export: Export) -> None:
     assert "session_create_ms" not in plain.manifest.details["optimization"]
     assert plain.manifest.metrics["served"]["bytes"] == plain.stage("int8")["bytes"], "the QDQ file ships as is"
     assert optimized.manifest.metrics["served"]["top1"] == pytest.approx(optimized.stage("int8")["top1"], abs=0.002)
+
+
+def _entropy_cannot_calibrate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's entropy calibrator fails on graphs whose inner tensors change shape from image to image
+    (Faster R-CNN's proposals), with the error it raises there."""
+    real = quantize_stage.quantize_int8
+
+    def quantize(float_path: Path, int8_path: Path, calibration: ImageSet, prep: Any, spec: Any, settings: Any) -> Any:
+        if settings.calibration == "entropy":
+            raise ValueError("setting an array element with a sequence. The requested array has an inhomogeneous shape")
+        return real(float_path, int8_path, calibration, prep, spec, settings)
+
+    monkeypatch.setattr(quantize_stage, "quantize_int8", quantize)
+
+
+def test_a_candidate_that_cannot_be_calibrated_is_skipped_by_auto_and_named_by_int8(
+    export: Export, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _entropy_cannot_calibrate(monkeypatch)
+
+    auto = export(*TINY, "--quantize", "auto", "--calibration-samples", "64")
+
+    assert auto.code == 0, auto.stderr
+    assert "entropy/per-channel/U8S8: could not be calibrated (ValueError: setting an array" in auto.stdout
+    candidates = auto.manifest.details["quantization"]["candidates"]
+    assert {"settings": "entropy/per-channel/U8S8", "error": candidates[-1]["error"]} in candidates
+    assert len(candidates) == 5 and sum("error" in c for c in candidates) == 1
+    asked = export(*TINY, "--quantize", "int8", "--calibration", "entropy", "--calibration-samples", "64")
+    assert asked.code == 1 and not asked.out.exists()
+    assert "INT8 calibration (entropy/per-channel/U8S8) failed on this model: ValueError" in asked.stderr
+    assert "--quantize auto tries other calibrations" in asked.stderr

@@ -9,7 +9,7 @@ from typing import Any
 
 from amaas.artifact.preprocessing import model_input
 from amaas_export.config import ExportConfig, QuantizationConfig
-from amaas_export.errors import GateError
+from amaas_export.errors import ConfigError, GateError
 from amaas_export.gates import check_accuracy_drop
 from amaas_export.measure import latencies_ms
 from amaas_export.quantize import candidates, quantize_int8
@@ -40,9 +40,21 @@ def int8(config: ExportConfig, prepared: Prepared, parent: Stage, work: Path, lo
     calibration = prepared.dataset.train.take(settings.calibration_samples, seed=config.seed)
     tried = candidates(settings) if settings.mode == "auto" else [settings]
     results: list[tuple[QuantizationConfig, Stage, float, list[str]]] = []
+    failed: list[dict[str, Any]] = []
     for i, candidate in enumerate(tried):
         path = work / f"int8-{i}.onnx"
-        float_nodes = quantize_int8(parent.path, path, calibration, prepared.prep, parent.spec, candidate)
+        try:
+            float_nodes = quantize_int8(parent.path, path, calibration, prepared.prep, parent.spec, candidate)
+        except Exception as exc:  # ONNX Runtime's calibrators fail in their own ways on some graphs
+            reason = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+            if settings.mode == "int8":
+                raise ConfigError(
+                    f"INT8 calibration ({candidate.describe()}) failed on this model: {reason}. "
+                    "--quantize auto tries other calibrations; --quantize none ships the float model"
+                ) from exc
+            log(f"int8 [{i + 1}/{len(tried)}] {candidate.describe()}: could not be calibrated ({reason}); skipped")
+            failed.append({"settings": candidate.describe(), "error": reason})
+            continue
         stage = prepared.stage("int8", path, parent.spec)
         drop = (parent.score - stage.score) * 100
         results.append((candidate, stage, drop, float_nodes))
@@ -63,7 +75,7 @@ def int8(config: ExportConfig, prepared: Prepared, parent: Stage, work: Path, lo
         return Quantized(stage, settings, record, drop)
 
     feed = {parent.spec.name: model_input(prepared.dataset.test.pixels[:1], prepared.prep, parent.spec)}
-    timings = latencies_ms([r[1].path for r in results], [feed] * len(results), budget_s=2.0)
+    timings = latencies_ms([r[1].path for r in results], [feed] * len(results), budget_s=2.0) if results else []
     table = [
         {
             "settings": c.describe(),
@@ -72,7 +84,7 @@ def int8(config: ExportConfig, prepared: Prepared, parent: Stage, work: Path, lo
             "latency_ms": round(t, 4),
         }
         for (c, s, d, _), t in zip(results, timings, strict=True)
-    ]
+    ] + failed
     passing = [
         (t, -r[1].score, i)
         for i, (r, t) in enumerate(zip(results, timings, strict=True))
@@ -82,6 +94,8 @@ def int8(config: ExportConfig, prepared: Prepared, parent: Stage, work: Path, lo
         message = (
             f"no INT8 candidate stayed within {config.max_accuracy_drop:.2f} points of {parent.name} "
             f"(best drop {min(r[2] for r in results):.2f})"
+            if results
+            else f"no INT8 candidate could be calibrated on this model ({len(failed)} tried)"
         )
         if settings.require_int8:
             raise GateError(f"INT8 accuracy gate failed: {message}; --require-int8 is set, so nothing was written")

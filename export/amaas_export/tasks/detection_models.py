@@ -97,10 +97,11 @@ class BoxesGraph(nn.Module):
         self.slots = slots
         # The RPN keeps its top proposals whatever their objectness. With torchvision's floor (0.05 for the 320
         # model) an image whose every proposal scores below it reaches the box head with none, and the exported
-        # graph's Reshape of an empty [0, 4 * classes] tensor fails in ONNX Runtime (seen on a training image
-        # during INT8 calibration; a blank upload would do the same on the server). Detections still have to
-        # pass the box head's own score floor.
-        detector.rpn.score_thresh = 0.0
+        # graph's Reshape of an empty [0, 4 * classes] tensor fails in ONNX Runtime when it runs without its
+        # graph rewrites, as INT8 calibration runs it (seen on a training image of a trained detector).
+        # Detections still have to pass the box head's own score floor.
+        rpn: Any = detector.rpn
+        rpn.score_thresh = 0.0
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         found = self.detector(list(images.unbind(0)))[0]
