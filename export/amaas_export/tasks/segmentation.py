@@ -164,7 +164,7 @@ class SegmentationExport:
         """The served graph ends at the label map: ``ArgMax`` over the classes and a ``Cast`` to uint8, output
         ``classes`` ``[N, side, side]`` (the first of equal logits wins, as numpy's argmax). What the server
         does with logits is exactly that, in ONNX Runtime's kernel instead of a strided numpy reduction (~5x
-        faster at 5 classes and 320 px) and with a quarter of a byte per class and pixel to copy out. Logits at
+        faster at 5 classes and 320 px), one byte per pixel to copy out instead of four per class. Logits at
         a lower stride stay as they are (the server upsamples them first). Returns the new ``task_config``."""
         if task_config.get("logits_stride", 1) != 1 or task_config.get("output", "logits") != "logits":
             return None

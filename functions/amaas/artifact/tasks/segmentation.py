@@ -5,7 +5,7 @@ quality the mean IoU and the pixel accuracy.
 
 The mask is taken at the model's resolution and mapped to the original size by nearest neighbour. A graph the
 export finished answers the mask itself (``task_config.output`` ``classes``: an in-graph ArgMax to uint8 label
-indices, 4 bytes per pixel per class less to copy out of ONNX Runtime and ~5x faster than numpy's argmax across
+indices, one byte per pixel to copy out of ONNX Runtime instead of four per class, ~5x faster than numpy's argmax across
 channels); a graph ending at logits has them upsampled bilinearly to the input side when it ends lower, as
 torchvision's own heads do, then argmax on the server. Either way,
 per-class pixel counts come from that mapping without building the full-size mask, which only a PNG answer
